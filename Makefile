@@ -1,0 +1,39 @@
+# Two commands on a fresh clone: `make demo` and `make test`. Both create .venv when missing and
+# install from this repo's own files. Without an accelerator driver on the machine, torch is
+# pinned to its CPU build (constraints/cpu.txt) so pip never pulls a multi-GB CUDA build.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.anyware-installed
+ACCEL_DRIVER := $(shell command -v nvidia-smi rocm-smi npu-smi cnmon xpu-smi 2>/dev/null | head -n 1)
+CONSTRAINTS  ?= $(if $(ACCEL_DRIVER),,constraints/cpu.txt)
+PIP_FLAGS    := --disable-pip-version-check -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
+PYTEST_ARGS  ?=
+
+.PHONY: demo test lint typecheck pytest install clean
+
+$(STAMP): pyproject.toml constraints/cpu.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_FLAGS) -e '.[dev]'
+	@touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/anyware demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The ``anyware`` command line: ``main.py`` wires one module per subcommand."""

@@ -1,0 +1,1 @@
+"""Small reference models for the demo, the tests and the benchmarks."""

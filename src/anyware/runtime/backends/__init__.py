@@ -1,0 +1,1 @@
+"""One file per backend. Nothing here is imported until the registry resolves a name."""

@@ -1,0 +1,1 @@
+"""Helpers for tests of anyware and of code built on it: tolerances, comparisons, markers."""
