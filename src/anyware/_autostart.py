@@ -36,5 +36,8 @@ def start_features() -> list[str]:
             started.append(module)
         except Exception as e:
             feature = module.split(".")[1]
-            print(f"anyware: warning: could not start {feature}: {type(e).__name__}: {e}", file=sys.stderr)
+            print(
+                f"anyware: warning: could not start {feature}: {type(e).__name__}: {e}",
+                file=sys.stderr,
+            )
     return started

@@ -58,10 +58,13 @@ def command(
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     device: Annotated[str | None, typer.Option(help="Backend to select (default: auto).")] = None,
 ) -> None:
-    from anyware.cli._common import emit_json
+    from anyware.cli._common import emit_json, fail
     from anyware.runtime.report import collect
 
-    report = collect(device)
+    try:
+        report = collect(device)
+    except ValueError as e:  # unknown/absent backend, malformed ANYWARE_VISIBLE_DEVICES
+        fail(str(e))
     if json_out:
         emit_json(report)
     else:

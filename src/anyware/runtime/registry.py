@@ -11,11 +11,9 @@ highest priority (cpu is always available, so selection always succeeds unless a
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import threading
 from collections.abc import Callable
-from importlib.metadata import entry_points
 
 from anyware import _env
 from anyware.runtime.protocol import Backend
@@ -69,6 +67,8 @@ def _load_entry_points() -> None:
         if _entry_points_loaded:
             return
         _entry_points_loaded = True
+        from importlib.metadata import entry_points  # ~30 ms: only when the registry is consulted
+
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             if ep.name in _BUILTIN:
                 _entry_point_errors[ep.name] = (
@@ -100,6 +100,8 @@ def _resolve(spec: BackendFactory | str) -> Backend:
 
 
 def _unknown(name: str) -> UnknownBackendError:
+    import difflib
+
     names = backend_names()
     close = difflib.get_close_matches(name, names, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""

@@ -70,7 +70,10 @@ def collect(device: str | None = None) -> dict[str, Any]:
     """The ``anyware env --json`` document (the contract in the foundation issue)."""
     import torch
 
+    from anyware.runtime.visible import child_env
+
     selected = registry.select(device)
+    visible = child_env(selected)  # validates ANYWARE_VISIBLE_DEVICES (ValueError if malformed)
     backends = [_backend_entry(b) for b in registry.all_backends()]
     for name, why in registry.plugin_errors().items():
         if not any(b["name"] == name for b in backends):
@@ -92,4 +95,5 @@ def collect(device: str | None = None) -> dict[str, Any]:
             "executable": sys.executable,
         },
         "env": dict(sorted(env.items())),
+        "child_env": visible,
     }
