@@ -10,6 +10,7 @@ ACCEL_DRIVER := $(shell command -v nvidia-smi rocm-smi npu-smi cnmon xpu-smi 2>/
 CONSTRAINTS  ?= $(if $(ACCEL_DRIVER),,constraints/cpu.txt)
 PIP_FLAGS    := --disable-pip-version-check -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 PYTEST_ARGS  ?=
+LINT_DIRS    := $(wildcard src tests benchmarks examples)
 
 .PHONY: demo test lint typecheck pytest install clean
 
@@ -24,8 +25,8 @@ demo: $(STAMP)
 	$(BIN)/anyware demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check $(LINT_DIRS)
+	$(BIN)/ruff format --check $(LINT_DIRS)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
