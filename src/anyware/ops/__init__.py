@@ -1,0 +1,49 @@
+"""anyware's operator library: each op a pure-PyTorch reference plus a Triton kernel.
+
+>>> from anyware import ops
+>>> y = ops.rms_norm(x, w)                  # the implementation this device prefers
+>>> y = ops.rms_norm(x, w, impl="triton")   # this one, or an error that says why not
+>>> with ops.use():                         # unmodified models run on the kernels
+...     model(x)
+
+Selection order, fallbacks and ``anyware ops list`` are described in
+:mod:`anyware.ops._registry`.
+"""
+
+from __future__ import annotations
+
+from anyware.ops._registry import (
+    CALLS,
+    Choice,
+    Impl,
+    ImplUnavailableError,
+    OpSpec,
+    choose,
+    describe,
+    get_op,
+    op_names,
+)
+from anyware.ops.matmul import matmul, matmul_reference
+from anyware.ops.rms_norm import rms_norm, rms_norm_reference
+from anyware.ops.rope import rope, rope_reference
+from anyware.ops.swiglu import swiglu, swiglu_reference
+
+__all__ = [
+    "CALLS",
+    "Choice",
+    "Impl",
+    "ImplUnavailableError",
+    "OpSpec",
+    "choose",
+    "describe",
+    "get_op",
+    "matmul",
+    "matmul_reference",
+    "op_names",
+    "rms_norm",
+    "rms_norm_reference",
+    "rope",
+    "rope_reference",
+    "swiglu",
+    "swiglu_reference",
+]
