@@ -1,3 +1,4 @@
+# mypy: disable-error-code="untyped-decorator,no-untyped-def"
 """Fast minifloat casts in Triton, by integer bit manipulation, registered as a torch op.
 
 ``torch.ops.anyware_formats.cast_to_codes(x, scale, fmt, saturate)`` returns the uint8 codes of
