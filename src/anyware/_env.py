@@ -65,6 +65,9 @@ MONITOR_ADDR = _declare("ANYWARE_MONITOR_ADDR", "host:port of the monitor's aggr
 MONITOR_EVENTS = _declare("ANYWARE_MONITOR_EVENTS", "directory for per-rank monitor JSONL")
 PROFILE_DIR = _declare("ANYWARE_PROFILE_DIR", "write torch.profiler traces into this directory")
 PROFILE_STEPS = _declare("ANYWARE_PROFILE_STEPS", "steps to profile, 'A:B'")
+PROFILE_RECORD = _declare(
+    "ANYWARE_PROFILE_RECORD", "profiler extras, comma-separated: shapes, stack, memory", "memory"
+)
 
 
 def in_effect() -> dict[str, str]:

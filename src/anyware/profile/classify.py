@@ -1,0 +1,84 @@
+"""Which bucket a trace event's time goes into: compute, communication, memory copy or other.
+
+Device events (kernels, memcpy/memset on a device stream) are classified by name the way
+Holistic Trace Analysis does, so that the two tools' breakdowns agree on the same trace:
+
+* communication: NCCL kernels (``ncclDevKernel_AllReduce_Sum_f32_RING_LL``, ``ncclKernel_*``)
+  and the other vendors' collective libraries (``rccl``, ``hccl``/``hcom``, ``cncl``,
+  ``oneccl``/``xccl``);
+* memory: names starting ``Memcpy``/``Memset``/``dma`` (Kineto's ``gpu_memcpy`` and
+  ``gpu_memset`` categories);
+* other: synchronisation records (a name containing ``Sync``) and kernels whose name mentions
+  ``Memcpy`` elsewhere; HTA counts these neither as compute nor as communication;
+* compute: everything else.
+
+Host operators (CPU-only traces, where the host threads are "the device") use the op name:
+collectives (``gloo:all_reduce``, ``c10d::allreduce_``, ``record_param_comms``, ...) are
+communication, ``aten::copy_``/``aten::_to_copy`` are memory copies, the rest is compute.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import IntEnum
+
+_COMM_DEVICE = re.compile(r"^nccl.*Kernel|^(rccl|hccl|hcom|cncl|oneccl|xccl)", re.IGNORECASE)
+_NCCL_STRICT = re.compile(r"^nccl.*Kernel")
+_MEMORY_DEVICE = re.compile(r"^(Memcpy|Memset|dma)")
+_OTHER_DEVICE = re.compile(r".*Memcpy|.*Sync")
+_COMM_HOST = re.compile(
+    r"^(gloo|nccl|hccl|cncl|xccl|mpi|ucc):|^c10d::|^c10d_functional::|^_c10d_functional::"
+    r"|record_param_comms|^(all_?reduce|all_?gather|reduce_?scatter|broadcast|all_to_all|alltoall"
+    r"|barrier|send|recv)\b",
+    re.IGNORECASE,
+)
+_MEMORY_HOST = frozenset({"aten::copy_", "aten::_to_copy", "aten::to", "aten::_copy_from"})
+
+
+class Bucket(IntEnum):
+    """Where time goes; the order is the attribution priority when intervals overlap."""
+
+    COMPUTE = 0
+    COMM = 1
+    MEMORY = 2
+    OTHER = 3
+
+    @property
+    def label(self) -> str:
+        return _LABELS[self]
+
+
+_LABELS = {
+    Bucket.COMPUTE: "compute",
+    Bucket.COMM: "communication",
+    Bucket.MEMORY: "memory copy",
+    Bucket.OTHER: "other (sync)",
+}
+
+#: JSON keys of the buckets, in priority order, and the idle key.
+BUCKET_KEYS: tuple[str, ...] = ("compute", "comm", "memory", "other")
+
+
+def device_bucket(name: str, cat: str | None = None) -> Bucket:
+    """The bucket of a device-stream event (kernel, memcpy, memset, sync)."""
+    if _COMM_DEVICE.match(name):
+        return Bucket.COMM
+    if cat in ("gpu_memcpy", "gpu_memset") or _MEMORY_DEVICE.match(name):
+        return Bucket.MEMORY
+    if cat == "cuda_sync" or _OTHER_DEVICE.match(name):
+        return Bucket.OTHER
+    return Bucket.COMPUTE
+
+
+def host_bucket(name: str) -> Bucket:
+    """The bucket of a host operator's self time in a trace without device events."""
+    if _COMM_HOST.search(name):
+        return Bucket.COMM
+    if name in _MEMORY_HOST:
+        return Bucket.MEMORY
+    return Bucket.COMPUTE
+
+
+def is_nccl(name: str) -> bool:
+    """True for the kernels HTA itself calls communication (used by the benchmark check)."""
+    return _NCCL_STRICT.match(name) is not None
