@@ -52,6 +52,12 @@ FAKE_DEVICES = _declare(
 MIGRATE = _declare("ANYWARE_MIGRATE", "set to 1 by `anyware run`: the child installs the shim")
 MIGRATE_REPORT = _declare("ANYWARE_MIGRATE_REPORT", "where the shim writes its JSON report")
 MIGRATE_STRICT = _declare("ANYWARE_MIGRATE_STRICT", "1: what the shim cannot honour is an error")
+MIGRATE_PARTS = _declare(
+    "ANYWARE_MIGRATE_PARTS", "set by `anyware run`: directory where each process writes its report part"
+)
+MIGRATE_PKG = _declare(
+    "ANYWARE_MIGRATE_PKG", "set by `anyware run`: directory holding the anyware package, for children"
+)
 # --- ops -----------------------------------------------------------------------------------
 OPS_IMPL = _declare("ANYWARE_OPS_IMPL", "operator implementation: reference or triton")
 # --- comm ----------------------------------------------------------------------------------
@@ -63,6 +69,9 @@ TRACE_DIR = _declare("ANYWARE_TRACE_DIR", "record a precision trace into this di
 TRACE_LEVEL = _declare("ANYWARE_TRACE_LEVEL", "trace level: module, op or mix", "module")
 MONITOR_ADDR = _declare("ANYWARE_MONITOR_ADDR", "host:port of the monitor's aggregator")
 MONITOR_EVENTS = _declare("ANYWARE_MONITOR_EVENTS", "directory for per-rank monitor JSONL")
+MONITOR_TOKEN = _declare(
+    "ANYWARE_MONITOR_TOKEN", "bearer token of an aggregator bound to a non-loopback address"
+)
 PROFILE_DIR = _declare("ANYWARE_PROFILE_DIR", "write torch.profiler traces into this directory")
 PROFILE_STEPS = _declare("ANYWARE_PROFILE_STEPS", "steps to profile, 'A:B'")
 PROFILE_RECORD = _declare(
