@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from anyware import __version__
-from anyware.cli import demo, env, migrate, run
+from anyware.cli import demo, env, migrate, profile, run
 
 app = typer.Typer(
     name="anyware",
@@ -43,6 +43,7 @@ app.command("env", help=env.HELP)(env.command)
 app.command("demo", help=demo.HELP)(demo.command)
 app.command("run", help=run.HELP, context_settings=run.CONTEXT)(run.command)
 app.add_typer(migrate.app, name="migrate")
+app.add_typer(profile.app, name="profile")
 
 
 def main(argv: list[str] | None = None) -> None:

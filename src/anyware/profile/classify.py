@@ -82,3 +82,24 @@ def host_bucket(name: str) -> Bucket:
 def is_nccl(name: str) -> bool:
     """True for the kernels HTA itself calls communication (used by the benchmark check)."""
     return _NCCL_STRICT.match(name) is not None
+
+
+def short_name(name: str, limit: int = 60) -> str:
+    """A kernel name without its return type, template and argument lists
+    (``void at::native::foo<float, 4>(float*)`` → ``at::native::foo``)."""
+    if _MEMORY_DEVICE.match(name) or ("<" not in name and "(" not in name):
+        return name if len(name) <= limit else name[: limit - 1] + "…"
+    if name.startswith("void "):
+        name = name[5:]
+    name = name.replace("(anonymous namespace)::", "")
+    out: list[str] = []
+    depth = 0
+    for ch in name:
+        if ch in "<(":
+            depth += 1
+        elif ch in ">)" and depth:
+            depth -= 1
+        elif depth == 0:
+            out.append(ch)
+    text = "".join(out).strip() or name
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -21,7 +21,7 @@ import codecs
 import gzip
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -125,6 +125,10 @@ class TraceReader:
 
     # --- events -----------------------------------------------------------------------------
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self.events()
+
+    def events(self) -> Generator[dict[str, Any], None, None]:
+        """The events, once; ``close()`` the generator to stop early and close the file."""
         with open_text(self.path) as raw:
             self._raw = raw
             try:

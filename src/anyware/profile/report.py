@@ -189,5 +189,7 @@ def _biggest_cost(reports: list[RankReport]) -> str:
                 summed[op.name] = summed.get(op.name, 0.0) + op.total_us
     best = max(summed.items(), key=lambda kv: kv[1]) if summed else None
     if best is not None:
-        text += f"; top: {best[0]} ({100 * best[1] / max(value, 1e-9):.0f}% of it)"
+        from anyware.profile.classify import short_name
+
+        text += f"; top: {short_name(best[0])} ({100 * best[1] / max(value, 1e-9):.0f}% of it)"
     return text
