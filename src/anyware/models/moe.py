@@ -1,0 +1,383 @@
+"""A small, readable DeepSeek-style MoE decoder.
+
+The shape follows DeepSeek-V3, scaled down:
+
+* pre-norm blocks with RMSNorm and rotary attention (or DeepSeek sparse attention);
+* the first ``n_dense_layers`` blocks use a dense SwiGLU MLP, the rest a mixture of experts:
+  ``n_shared_experts`` experts every token passes through, plus ``top_k`` of
+  ``n_routed_experts`` fine-grained routed experts;
+* sigmoid routing: an expert's affinity is ``s = σ(x·e)``; the choice of experts uses
+  ``s + b`` where ``b`` is a per-expert bias that is *not* trained by gradient but nudged after
+  each step towards balance (auxiliary-loss-free balancing: ``b_i += γ·sign(mean load − load_i)``),
+  while the combine weights use the unbiased ``s`` normalised over the chosen experts, so the
+  bias changes who is chosen but not how much they count;
+* group-limited routing (DeepSeek's node-limited routing): experts are split into ``n_groups``
+  groups, each group is scored by the sum of its two best affinities, and a token may only pick
+  experts from its ``topk_groups`` best groups — with expert parallelism each group lives on one
+  rank, which bounds how many ranks a token is sent to.
+
+The routed experts are held as stacked weights ``(experts, d, 2·d_expert)`` and
+``(experts, d_expert, d)`` and run as a grouped GEMM over tokens sorted by expert; the token
+exchange for expert parallelism is pluggable (:class:`Dispatcher`) so the same module runs in
+one process or across ranks (:mod:`anyware.models.moe_parallel`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anyware import ops
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MoEConfig:
+    """Model shape. The defaults train in seconds on a cpu; scale every field up for GPUs."""
+
+    vocab_size: int = 96
+    """Number of token ids."""
+    seq_len: int = 64
+    """Longest sequence."""
+    d_model: int = 64
+    """Width of the residual stream."""
+    n_heads: int = 4
+    """Attention heads (head dim = d_model / n_heads, must be even for RoPE)."""
+    n_layers: int = 3
+    """Transformer blocks."""
+    n_dense_layers: int = 1
+    """Leading blocks with a dense MLP instead of experts (DeepSeek-V3 uses 3 of 61)."""
+    d_ff: int = 128
+    """Hidden width of the dense MLP."""
+    n_routed_experts: int = 8
+    """Routed experts per MoE layer."""
+    n_shared_experts: int = 1
+    """Always-on experts per MoE layer."""
+    top_k: int = 2
+    """Routed experts per token."""
+    d_expert: int = 32
+    """Hidden width of each expert."""
+    n_groups: int = 1
+    """Expert groups for group-limited routing (1 = no limit)."""
+    topk_groups: int = 1
+    """Groups a token may route into."""
+    route_scale: float = 1.0
+    """Multiplier on the combine weights."""
+    bias_update_rate: float = 1e-3
+    """γ of the auxiliary-loss-free balancing update (DeepSeek-V3's value). The sign update
+    oscillates once γ exceeds the spread of affinities: on the tiny model, γ = 5e-3 settles at
+    max/mean load ≈ 1.18, γ = 1e-3 at ≈ 1.04 within 60 updates."""
+    rope_theta: float = 10000.0
+    """RoPE base."""
+    sparse_attention_topk: int | None = None
+    """If set, attention uses DeepSeek sparse attention with this many keys per query."""
+
+    def __post_init__(self) -> None:
+        for name in (
+            "vocab_size", "seq_len", "d_model", "n_heads", "n_layers", "d_ff",
+            "n_routed_experts", "top_k", "d_expert", "n_groups", "topk_groups",
+        ):  # fmt: skip
+            if getattr(self, name) <= 0:
+                raise ValueError(f"MoEConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
+            raise ValueError(
+                f"MoEConfig: d_model={self.d_model} / n_heads={self.n_heads} must be an even head dim"
+            )
+        if not 0 <= self.n_dense_layers <= self.n_layers:
+            raise ValueError(
+                f"MoEConfig.n_dense_layers={self.n_dense_layers} must be in [0, n_layers={self.n_layers}]"
+            )
+        if self.n_routed_experts % self.n_groups:
+            raise ValueError(
+                f"MoEConfig: n_groups={self.n_groups} must divide n_routed_experts={self.n_routed_experts}"
+            )
+        if self.topk_groups > self.n_groups:
+            raise ValueError(
+                f"MoEConfig: topk_groups={self.topk_groups} exceeds n_groups={self.n_groups}"
+            )
+        reachable = self.topk_groups * (self.n_routed_experts // self.n_groups)
+        if self.top_k > reachable:
+            raise ValueError(
+                f"MoEConfig: top_k={self.top_k} exceeds the {reachable} experts a token can reach "
+                f"({self.topk_groups} group(s) of {self.n_routed_experts // self.n_groups})"
+            )
+        if self.n_shared_experts < 0:
+            raise ValueError(
+                f"MoEConfig.n_shared_experts must be >= 0, got {self.n_shared_experts}"
+            )
+
+    @property
+    def n_moe_layers(self) -> int:
+        return self.n_layers - self.n_dense_layers
+
+    def flops_per_token(self) -> int:
+        """Training FLOPs per token (6 × active parameters + attention), for MFU."""
+        d = self.d_model
+        attn_proj = 4 * d * d
+        dense_mlp = 3 * d * self.d_ff
+        expert = 3 * d * self.d_expert
+        active_moe = (self.top_k + self.n_shared_experts) * expert + d * self.n_routed_experts
+        active = (
+            self.n_layers * attn_proj
+            + self.n_dense_layers * dense_mlp
+            + self.n_moe_layers * active_moe
+            + d * self.vocab_size
+        )
+        attention = self.n_layers * 2 * self.seq_len * d
+        return 6 * active + 6 * attention
+
+
+def rope_tables(seq_len: int, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    inv = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    angles = torch.outer(torch.arange(seq_len, dtype=torch.float64), inv)
+    return angles.cos().float(), angles.sin().float()
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, d: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ops.rms_norm(x, self.weight, eps=self.eps)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: MoEConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.head_dim = cfg.d_model // cfg.n_heads
+        self.sparse_topk = cfg.sparse_attention_topk
+        self.wqkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.wo = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        cos, sin = rope_tables(cfg.seq_len, self.head_dim, cfg.rope_theta)
+        self.cos: torch.Tensor
+        self.sin: torch.Tensor
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = self.wqkv(x).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        cos, sin = self.cos[:t].to(x.dtype), self.sin[:t].to(x.dtype)
+        q, k = ops.rope(q.contiguous(), cos, sin), ops.rope(k.contiguous(), cos, sin)
+        scale = 1.0 / math.sqrt(self.head_dim)
+        att = (q @ k.transpose(-2, -1)) * scale
+        causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+        att = att.masked_fill(~causal, float("-inf"))
+        if self.sparse_topk is not None and self.sparse_topk < t:
+            # Keep each query's top-k causal keys (DeepSeek sparse attention's selection,
+            # scored here by the attention logits themselves).
+            kth = att.topk(self.sparse_topk, dim=-1).values[..., -1:]
+            att = att.masked_fill(att < kth, float("-inf"))
+        y = F.softmax(att.float(), dim=-1).to(v.dtype) @ v
+        return self.wo(y.transpose(1, 2).reshape(b, t, c))
+
+
+class DenseMLP(nn.Module):
+    def __init__(self, d: int, hidden: int) -> None:
+        super().__init__()
+        self.gate_up = nn.Linear(d, 2 * hidden, bias=False)
+        self.down = nn.Linear(hidden, d, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(ops.swiglu(gate.contiguous(), up.contiguous()))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Routing:
+    """One MoE layer's routing decision for ``n`` tokens."""
+
+    experts: torch.Tensor
+    """``(n, top_k)`` global expert ids."""
+    weights: torch.Tensor
+    """``(n, top_k)`` combine weights (unbiased affinities, normalised, scaled)."""
+    load: torch.Tensor
+    """``(n_routed_experts,)`` token count per expert in this batch (float)."""
+
+
+def route(scores_logits: torch.Tensor, bias: torch.Tensor, cfg: MoEConfig) -> Routing:
+    """Sigmoid, group-limited top-k routing with a selection-only bias (see module docstring)."""
+    affinity = torch.sigmoid(scores_logits.float())
+    select = affinity + bias
+    if cfg.n_groups > 1:
+        n = select.shape[0]
+        grouped = select.view(n, cfg.n_groups, -1)
+        group_score = grouped.topk(min(2, grouped.shape[-1]), dim=-1).values.sum(-1)
+        keep = group_score.topk(cfg.topk_groups, dim=-1).indices
+        mask = torch.ones_like(group_score, dtype=torch.bool).scatter_(1, keep, False)
+        select = grouped.masked_fill(mask[..., None], float("-inf")).view(n, -1)
+    experts = select.topk(cfg.top_k, dim=-1).indices
+    w = affinity.gather(1, experts)
+    w = w / w.sum(-1, keepdim=True) * cfg.route_scale
+    load = torch.bincount(experts.flatten(), minlength=cfg.n_routed_experts).float()
+    return Routing(experts=experts, weights=w.to(scores_logits.dtype), load=load)
+
+
+class Dispatcher(Protocol):
+    """Moves routed tokens to the rank that holds their expert and back."""
+
+    def local_experts(self, n_experts: int) -> range:
+        """Global ids of the experts this process holds."""
+        ...
+
+    def dispatch(
+        self, tokens: torch.Tensor, expert_ids: torch.Tensor, n_experts: int
+    ) -> tuple[torch.Tensor, torch.Tensor, object]:
+        """Send each ``tokens[i]`` to the owner of ``expert_ids[i]`` (both sorted by expert).
+        Returns the tokens this process must compute, their global expert ids (sorted), and
+        a handle for :meth:`combine`."""
+        ...
+
+    def combine(self, outputs: torch.Tensor, handle: object) -> torch.Tensor:
+        """Return expert outputs to the ranks their tokens came from, in dispatch order."""
+        ...
+
+
+class LocalDispatcher:
+    """Every expert in this process: dispatch and combine are identities."""
+
+    def local_experts(self, n_experts: int) -> range:
+        return range(n_experts)
+
+    def dispatch(
+        self, tokens: torch.Tensor, expert_ids: torch.Tensor, n_experts: int
+    ) -> tuple[torch.Tensor, torch.Tensor, object]:
+        return tokens, expert_ids, None
+
+    def combine(self, outputs: torch.Tensor, handle: object) -> torch.Tensor:
+        return outputs
+
+
+def experts_forward(
+    x: torch.Tensor,
+    expert_ids: torch.Tensor,
+    w_gate_up: torch.Tensor,
+    w_down: torch.Tensor,
+    first: int,
+) -> torch.Tensor:
+    """SwiGLU experts over tokens sorted by expert: one GEMM per expert's contiguous slice.
+
+    ``w_gate_up``: ``(local_experts, d, 2·h)``; ``w_down``: ``(local_experts, h, d)``;
+    ``expert_ids`` are global, ``first`` is the global id of local expert 0.
+    """
+    counts = torch.bincount(expert_ids - first, minlength=w_gate_up.shape[0]).tolist()
+    outs = []
+    # Empty slices still go through the GEMMs: the result stays attached to the autograd graph,
+    # so every rank runs the same collectives in backward and every expert gets a gradient.
+    for e, rows in enumerate(torch.split(x, counts)):
+        gate, up = (rows @ w_gate_up[e]).chunk(2, dim=-1)
+        outs.append(ops.swiglu(gate.contiguous(), up.contiguous()) @ w_down[e])
+    return torch.cat(outs)
+
+
+class MoE(nn.Module):
+    """Shared experts plus routed experts, with the token exchange delegated to a dispatcher."""
+
+    def __init__(self, cfg: MoEConfig, dispatcher: Dispatcher | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.dispatcher: Dispatcher = dispatcher or LocalDispatcher()
+        local = self.dispatcher.local_experts(cfg.n_routed_experts)
+        self.first_expert = local.start
+        self.gate = nn.Linear(cfg.d_model, cfg.n_routed_experts, bias=False)
+        self.w_gate_up = nn.Parameter(torch.empty(len(local), cfg.d_model, 2 * cfg.d_expert))
+        self.w_down = nn.Parameter(torch.empty(len(local), cfg.d_expert, cfg.d_model))
+        nn.init.normal_(self.w_gate_up, std=0.02)
+        nn.init.normal_(self.w_down, std=0.02)
+        self.shared = (
+            DenseMLP(cfg.d_model, cfg.n_shared_experts * cfg.d_expert)
+            if cfg.n_shared_experts
+            else None
+        )
+        self.expert_bias: torch.Tensor
+        self.load: torch.Tensor
+        self.register_buffer("expert_bias", torch.zeros(cfg.n_routed_experts))
+        self.register_buffer("load", torch.zeros(cfg.n_routed_experts), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])
+        r = route(self.gate(flat), self.expert_bias, self.cfg)
+        if self.training:
+            self.load += r.load
+        k = self.cfg.top_k
+        order = r.experts.flatten().argsort(stable=True)
+        token_of = order // k
+        sorted_ids = r.experts.flatten()[order]
+        received, recv_ids, handle = self.dispatcher.dispatch(
+            flat[token_of], sorted_ids, self.cfg.n_routed_experts
+        )
+        out = experts_forward(received, recv_ids, self.w_gate_up, self.w_down, self.first_expert)
+        back = self.dispatcher.combine(out, handle)
+        weighted = back * r.weights.flatten()[order, None]
+        y = torch.zeros_like(flat).index_add(0, token_of, weighted)
+        if self.shared is not None:
+            y = y + self.shared(flat)
+        return y.view(shape)
+
+    @torch.no_grad()
+    def update_bias(self, load: torch.Tensor | None = None) -> torch.Tensor:
+        """Aux-loss-free balancing step; returns the load it balanced and resets the counter.
+
+        Pass the load summed over all ranks under data parallelism, so every rank applies the
+        same update and the biases stay identical.
+        """
+        load = self.load.clone() if load is None else load
+        self.expert_bias += self.cfg.bias_update_rate * torch.sign(load.mean() - load)
+        self.load.zero_()
+        return load
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: MoEConfig, layer: int, dispatcher: Dispatcher | None) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.d_model)
+        self.attn = Attention(cfg)
+        self.ffn_norm = RMSNorm(cfg.d_model)
+        self.ffn: nn.Module = (
+            DenseMLP(cfg.d_model, cfg.d_ff) if layer < cfg.n_dense_layers else MoE(cfg, dispatcher)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x))
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class MoETransformer(nn.Module):
+    def __init__(self, cfg: MoEConfig, dispatcher: Dispatcher | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.layers = nn.ModuleList(Block(cfg, i, dispatcher) for i in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.02)
+
+    def moe_layers(self) -> list[MoE]:
+        return [m for m in self.modules() if isinstance(m, MoE)]
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if idx.shape[1] > self.cfg.seq_len:
+            raise ValueError(
+                f"sequence length {idx.shape[1]} exceeds MoEConfig.seq_len={self.cfg.seq_len}"
+            )
+        x = self.embed(idx)
+        for layer in self.layers:
+            x = layer(x)
+        logits = self.head(self.norm(x))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+        return logits, loss
