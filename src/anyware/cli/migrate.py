@@ -16,6 +16,7 @@ app = typer.Typer(
 
 
 def _render(report: dict[str, Any], *, fixed: bool) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from anyware.cli._common import console
@@ -33,9 +34,14 @@ def _render(report: dict[str, Any], *, fixed: bool) -> None:
         for x in f["findings"]:
             if x["fixed"]:
                 continue
-            console.print(f"{f['path']}:{x['line']}: {x['code']} [{x['kind']}] {x['message']}")
+            console.print(
+                escape(f"{f['path']}:{x['line']}: {x['code']} [{x['kind']}] {x['message']}"),
+                soft_wrap=True,
+            )
     for e in report.get("errors", []):
-        console.print(f"[red]{e['path']}: not changed: {e['error']}")
+        console.print(
+            escape(f"{e['path']}: not changed: {e['error']}"), style="red", soft_wrap=True
+        )
 
 
 def _paths(paths: list[Path]) -> list[Path]:

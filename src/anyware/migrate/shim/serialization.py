@@ -26,7 +26,6 @@ def _restore_location(storage: Any, location: str) -> Any:
 
 def _restore(storage: Any, location: str) -> Any:
     """Put a storage deserialised on the host onto ``location`` (already translated)."""
-    import torch
 
     if location.startswith("cpu"):
         return storage

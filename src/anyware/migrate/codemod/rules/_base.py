@@ -1,0 +1,67 @@
+"""The codemod rule protocol: a stable code, a kind, and hooks the engine calls per node.
+
+A rule converts by returning a replacement expression from ``on_call`` (the engine records a
+``fixed`` finding), or only reports by calling ``ctx.flag(...)`` (not fixed: an unconverted
+CUDA reference or a semantic hazard left alone on purpose).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import libcst as cst
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    code: str
+    """Stable rule code (``MIG001``)."""
+    line: int
+    """1-based line of the original source."""
+    kind: str
+    """What was found: ``device``, ``cuda api``, ``hazard``, ..."""
+    message: str
+    """One sentence for the user."""
+    fixed: bool
+    """Whether ``fix`` rewrites it."""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "code": self.code,
+            "line": self.line,
+            "kind": self.kind,
+            "message": self.message,
+            "fixed": self.fixed,
+        }
+
+
+@dataclass(kw_only=True)
+class Context:
+    """Per-file state the engine hands to rules."""
+
+    line: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+    def flag(self, rule: CodemodRule, message: str, *, kind: str | None = None) -> None:
+        self.findings.append(
+            Finding(
+                code=rule.code, line=self.line, kind=kind or rule.kind, message=message, fixed=False
+            )
+        )
+
+
+class CodemodRule:
+    """Base class: override the hooks a rule needs."""
+
+    code: ClassVar[str]
+    kind: ClassVar[str]
+    title: ClassVar[str]
+
+    def on_call(self, node: cst.Call, ctx: Context) -> cst.BaseExpression | None:
+        """Return a replacement to convert ``node`` (after earlier rules ran on it)."""
+        return None
+
+    def on_node(self, node: cst.CSTNode, ctx: Context) -> None:
+        """Inspect any original node (comparisons, literals, imports) and flag hazards."""
+        return None

@@ -1,0 +1,40 @@
+"""MIG002 CUDA device spellings in ``device=`` / ``map_location=`` arguments and ``.to(...)``.
+
+Detects ``device="cuda"``, ``"cuda:1"``, ``f"cuda:{rank}"``, ``"cuda:{}".format(i)``,
+``.to(0)`` and ``"cuda" if c else "cpu"`` wherever a device is passed. Why: a literal CUDA
+device fails off NVIDIA hardware, and an integer id means "CUDA device N" to torch. Example:
+``torch.zeros(3, device=f"cuda:{rank}")``. Fix: the accelerator expression, with the index.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import libcst as cst
+
+from anyware.migrate.codemod._expr import rewrite_device
+from anyware.migrate.codemod.rules._base import CodemodRule, Context
+
+KEYWORDS = frozenset({"device", "map_location"})
+
+
+class DeviceArgument(CodemodRule):
+    code: ClassVar[str] = "MIG002"
+    kind: ClassVar[str] = "device"
+    title: ClassVar[str] = "device='cuda…' / .to('cuda…') → accelerator"
+
+    def on_call(self, node: cst.Call, ctx: Context) -> cst.BaseExpression | None:
+        is_to = isinstance(node.func, cst.Attribute) and node.func.attr.value == "to"
+        changed = False
+        args = []
+        for i, arg in enumerate(node.args):
+            new = None
+            if (arg.keyword is not None and arg.keyword.value in KEYWORDS) or (
+                is_to and i == 0 and arg.keyword is None and arg.star == ""
+            ):
+                new = rewrite_device(arg.value)
+            if new is not None:
+                arg = arg.with_changes(value=new)
+                changed = True
+            args.append(arg)
+        return node.with_changes(args=args) if changed else None
