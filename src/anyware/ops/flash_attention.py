@@ -1,4 +1,4 @@
-# mypy: disable-error-code="no-untyped-def,untyped-decorator"
+# mypy: disable-error-code="no-untyped-def,untyped-decorator,no-untyped-call"
 # (Triton kernels take untyped pointer arguments.)
 """Flash attention (FlashAttention-2 schedule): ``softmax(q kᵀ · scale) v`` without the
 ``seq × seq`` score matrix.
@@ -142,7 +142,11 @@ def _fwd_kernel(
             m_i = m_new
         l_safe = tl.where(l_i == 0.0, 1.0, l_i)
         o_ptr = (
-            Out + bb * s_ob + h * s_oh + (q0 + offs_m)[:, None].to(tl.int64) * s_os + offs_d[None, :]
+            Out
+            + bb * s_ob
+            + h * s_oh
+            + (q0 + offs_m)[:, None].to(tl.int64) * s_os
+            + offs_d[None, :]
         )
         tl.store(
             o_ptr,
