@@ -64,6 +64,15 @@ OPS_IMPL = _declare("ANYWARE_OPS_IMPL", "operator implementation: reference or t
 COMM_ALGO = _declare(
     "ANYWARE_COMM_ALGO", "algorithm overrides, e.g. 'allreduce:tree@<=1M,ring@>1M'"
 )
+COMM_TRANSPORT = _declare(
+    "ANYWARE_COMM_TRANSPORT", "comm transport: auto, shm, p2p or hybrid", "auto"
+)
+COMM_TIMEOUT = _declare(
+    "ANYWARE_COMM_TIMEOUT", "seconds a collective waits for a peer before naming it", "300"
+)
+COMM_COST_FILE = _declare(
+    "ANYWARE_COMM_COST_FILE", "JSON α-β cost model to load instead of calibrating by ping-pong"
+)
 # --- trace / monitor / profile (set by `anyware run`, read in each rank) ---------------------
 TRACE_DIR = _declare("ANYWARE_TRACE_DIR", "record a precision trace into this directory")
 TRACE_LEVEL = _declare("ANYWARE_TRACE_LEVEL", "trace level: module, op or mix", "module")
