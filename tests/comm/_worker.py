@@ -1,0 +1,259 @@
+"""One rank of a multi-process comm test: ``_worker.py SCENARIO RANK WORLD PORT OUTDIR``.
+
+Each scenario runs many checks and writes ``OUTDIR/result<RANK>.json``; failures are collected
+as strings (not raised) so one launch reports every mismatch at once.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from anyware import comm
+from anyware.comm.algorithms import REGISTRY, Collective
+from anyware.comm.reduce_ops import parse_op, torch_op
+from anyware.testing.tolerances import tolerance
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.int64]
+SIZES = [0, 1, 2, 7, 131, 1021]
+BIG = 262147  # prime; fp32 = 1 MiB + 12 bytes, so shared-memory messages span several slots
+
+
+def data(rank: int, n: int, dtype: torch.dtype, salt: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1000 * rank + n + salt)
+    if dtype.is_floating_point:
+        return torch.randn(n, generator=g).to(dtype)
+    return torch.randint(-1000, 1000, (n,), generator=g, dtype=dtype)
+
+
+def same(got: torch.Tensor, want: torch.Tensor) -> str | None:
+    if got.shape != want.shape:
+        return f"shape {tuple(got.shape)} vs {tuple(want.shape)}"
+    if not got.dtype.is_floating_point:
+        return None if torch.equal(got, want) else f"max diff {(got - want).abs().max()}"
+    tol = tolerance(got.dtype)
+    ok = torch.isclose(got.double(), want.double(), rtol=tol.rtol, atol=tol.atol * 4)
+    return None if bool(ok.all()) else f"max diff {float((got.double() - want.double()).abs().max()):.3g}"
+
+
+def identical_everywhere(t: torch.Tensor, group: Any) -> bool:
+    """Every rank ended with the same bits (what DDP needs)."""
+    b = t.reshape(-1).view(torch.uint8) if t.numel() else torch.zeros(0, dtype=torch.uint8)
+    outs = [torch.empty_like(b) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(outs, b, group=group)
+    return all(torch.equal(o, outs[0]) for o in outs)
+
+
+def matrix(rank: int, world: int) -> dict[str, Any]:
+    groups = {"shm": None, "p2p": dist.new_group(backend="gloo")}
+    if world == 4:
+        groups["hybrid"] = dist.new_group(backend="gloo")
+    for name, g in groups.items():
+        hosts = ["a", "a", "b", "b"] if name == "hybrid" else None
+        c = comm.communicator(g, transport=name, hosts=hosts, timeout_s=30)
+        assert c.kind.value == name, (c.kind, name)
+    fails: list[str] = []
+    checks = 0
+
+    def note(what: str, err: str | None) -> None:
+        nonlocal checks
+        checks += 1
+        if err:
+            fails.append(f"{what}: {err}")
+
+    for tname, g in groups.items():
+        for dtype in DTYPES:
+            sizes = SIZES + ([BIG] if dtype == torch.float32 else [])
+            for n in sizes:
+                x = data(rank, n, dtype)
+                # allreduce
+                ref = x.clone()
+                dist.all_reduce(ref, group=g)
+                for algo in REGISTRY[Collective.ALLREDUCE]:
+                    t = x.clone()
+                    comm.all_reduce(t, algo=algo, group=g)
+                    note(f"{tname} allreduce {algo} {dtype} n={n}", same(t, ref))
+                    if not identical_everywhere(t, g):
+                        fails.append(f"{tname} allreduce {algo} {dtype} n={n}: ranks differ")
+                # reduce_scatter / allgather
+                full = data(rank, n * world, dtype, 1)
+                ref_rs = torch.empty(n, dtype=dtype)
+                dist.reduce_scatter_tensor(ref_rs, full, group=g) if dtype != torch.bfloat16 or True else None
+                for algo in REGISTRY[Collective.REDUCE_SCATTER]:
+                    o = torch.full((n,), 7, dtype=dtype)
+                    comm.reduce_scatter(o, full, algo=algo, group=g)
+                    note(f"{tname} reduce_scatter {algo} {dtype} n={n}", same(o, ref_rs))
+                ref_ag = torch.empty(n * world, dtype=dtype)
+                dist.all_gather_into_tensor(ref_ag, x, group=g)
+                for algo in REGISTRY[Collective.ALLGATHER]:
+                    o = torch.empty(n * world, dtype=dtype)
+                    comm.all_gather(o, x, algo=algo, group=g)
+                    note(f"{tname} allgather {algo} {dtype} n={n}", same(o, ref_ag))
+                root = world - 1
+                ref_b = x.clone()
+                dist.broadcast(ref_b, src=root, group=g)
+                for algo in REGISTRY[Collective.BROADCAST]:
+                    t = x.clone()
+                    comm.broadcast(t, src=root, algo=algo, group=g)
+                    note(f"{tname} broadcast {algo} {dtype} n={n}", same(t, ref_b))
+                ref_r = x.clone()
+                dist.reduce(ref_r, dst=1, group=g)
+                for algo in REGISTRY[Collective.REDUCE]:
+                    t = x.clone()
+                    comm.reduce(t, dst=1, algo=algo, group=g)
+                    note(f"{tname} reduce {algo} {dtype} n={n}", same(t, ref_r if rank == 1 else x))
+                # all-to-all, equal splits
+                a_in = data(rank, n * world, dtype, 2)
+                ref_a = torch.empty_like(a_in)
+                dist.all_to_all_single(ref_a, a_in, group=g)
+                for algo in REGISTRY[Collective.ALLTOALL]:
+                    o = torch.empty_like(a_in)
+                    comm.all_to_all(o, a_in, algo=algo, group=g)
+                    note(f"{tname} alltoall {algo} {dtype} n={n}", same(o, ref_a))
+            # all-to-all-v: rank r sends (r + j + n) % 4 rows of width 3 to rank j
+            for n in (0, 1, 5):
+                send = [(rank + j + n) % 4 for j in range(world)]
+                recv = [(j + rank + n) % 4 for j in range(world)]
+                a_in = data(rank, sum(send) * 3, dtype, 3).view(-1, 3)
+                ref_a = torch.empty(sum(recv), 3, dtype=dtype)
+                dist.all_to_all_single(ref_a, a_in, recv, send, group=g)
+                o = torch.empty_like(ref_a)
+                comm.all_to_all(o, a_in, recv, send, group=g)
+                note(f"{tname} alltoall-v {dtype} n={n}", same(o, ref_a))
+        # other reduce ops on int64 and fp32
+        for op in ("max", "min", "prod", "band", "bor", "bxor", "avg"):
+            dtype = torch.int64 if op.startswith("b") else torch.float32
+            x = data(rank, 13, dtype) if op != "prod" else data(rank, 13, dtype) / 2 + 1
+            for algo in REGISTRY[Collective.ALLREDUCE]:
+                t = x.clone()
+                comm.all_reduce(t, op=op, algo=algo, group=g)
+                if op == "avg":
+                    ref = x.clone()
+                    dist.all_reduce(ref, group=g)
+                    ref /= world
+                else:
+                    ref = x.clone()
+                    dist.all_reduce(ref, op=torch_op(parse_op(op)), group=g)  # type: ignore[attr-defined]
+                note(f"{tname} allreduce {op} {algo}", same(t, ref))
+        # non-contiguous tensor, list forms
+        m = data(rank, 24, torch.float32).view(4, 6).t()
+        ref = m.contiguous()
+        dist.all_reduce(ref, group=g)
+        comm.all_reduce(m, group=g)
+        note(f"{tname} non-contiguous", same(m, ref))
+        outs = [torch.empty(5) for _ in range(world)]
+        x = data(rank, 5, torch.float32)
+        comm.all_gather(outs, x, group=g)
+        ref_l = [torch.empty(5) for _ in range(world)]
+        dist.all_gather(ref_l, x, group=g)
+        note(f"{tname} allgather list", same(torch.cat(outs), torch.cat(ref_l)))
+        # async handles keep order and complete
+        ts = [data(rank, 1000, torch.float32, k) for k in range(4)]
+        refs = [t.clone() for t in ts]
+        for r_ in refs:
+            dist.all_reduce(r_, group=g)
+        works = [comm.all_reduce(t, group=g, async_op=True) for t in ts]
+        for w in works:
+            assert w is not None
+            w.wait()
+        for t, r_ in zip(ts, refs, strict=True):
+            note(f"{tname} async", same(t, r_))
+    return {"fails": fails, "checks": checks}
+
+
+def errors(rank: int, world: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for tname in ("shm", "p2p"):
+        # mismatched shapes -> CommMismatchError naming the other rank
+        g = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=20))
+        comm.communicator(g, transport=tname, timeout_s=10, calibrate=False)
+        t = torch.ones(5 if rank == 0 else 7)
+        try:
+            comm.all_reduce(t, algo="ring", group=g)
+            out[f"{tname}_shape"] = "no error"
+        except comm.CommError as e:
+            out[f"{tname}_shape"] = str(e)
+        # mismatched dtype
+        g = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=20))
+        comm.communicator(g, transport=tname, timeout_s=10, calibrate=False)
+        t = torch.ones(6, dtype=torch.float32 if rank == 0 else torch.float64)
+        try:
+            comm.all_reduce(t, algo="ring", group=g)
+            out[f"{tname}_dtype"] = "no error"
+        except comm.CommError as e:
+            out[f"{tname}_dtype"] = str(e)
+        # a rank that never arrives -> timeout naming it
+        g = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=20))
+        comm.communicator(g, transport=tname, timeout_s=1.5, calibrate=False)
+        if rank != world - 1:
+            try:
+                comm.all_reduce(torch.ones(4), algo="ring", group=g)
+                out[f"{tname}_timeout"] = "no error"
+            except comm.CommTimeoutError as e:
+                out[f"{tname}_timeout"] = f"rank={e.rank} {e}"
+            except comm.CommError as e:
+                out[f"{tname}_timeout"] = f"other: {e}"
+        dist.barrier()
+    # bad local input: one clear error, before any message
+    for label, call in {
+        "bitwise_float": lambda: comm.all_reduce(torch.ones(3), op="band"),
+        "unknown_algo": lambda: comm.all_reduce(torch.ones(3), algo="rign"),
+        "bad_splits": lambda: comm.all_to_all(torch.ones(4), torch.ones(4), [1, 1], [3, 3]),
+    }.items():
+        try:
+            call()
+            out[label] = "no error"
+        except (TypeError, ValueError) as e:
+            out[label] = str(e)
+    return out
+
+
+def die(rank: int, world: int) -> dict[str, Any]:
+    """Rank 1 is killed mid-collective: rank 0 must name it, and no segment may remain."""
+    import signal
+
+    c = comm.communicator(None, transport="shm", timeout_s=20, calibrate=False)
+    comm.all_reduce(torch.ones(10))
+    names = sorted(os.listdir("/dev/shm"))
+    leftover = [n for n in names if n.startswith("anyware-comm-")]
+    if rank == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    try:
+        for _ in range(3):
+            comm.all_reduce(torch.ones(1 << 20), algo="ring")
+        err = "no error"
+    except comm.CommError as e:
+        err = str(e)
+    del c
+    after = [n for n in os.listdir("/dev/shm") if n.startswith("anyware-comm-")]
+    return {"error": err, "leftover_after_setup": leftover, "leftover_after_death": after}
+
+
+SCENARIOS = {"matrix": matrix, "errors": errors, "die": die}
+
+
+def main() -> None:
+    scenario, rank, world, port, outdir = sys.argv[1], *map(int, sys.argv[2:5]), Path(sys.argv[5])
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+        timeout=datetime.timedelta(seconds=60),
+    )
+    try:
+        result = SCENARIOS[scenario](rank, world)
+    except BaseException:
+        result = {"error": traceback.format_exc()}
+    (outdir / f"result{rank}.json").write_text(json.dumps(result))
+    sys.stdout.flush()
+    os._exit(0)  # skip teardown: a scenario may have left a peer dead or a recv posted
+
+
+if __name__ == "__main__":
+    main()
