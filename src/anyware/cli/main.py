@@ -10,6 +10,7 @@ import typer
 
 from anyware import __version__
 from anyware.cli import demo, env, migrate, profile, run
+from anyware.cli import ops as ops_cli
 
 app = typer.Typer(
     name="anyware",
@@ -44,6 +45,7 @@ app.command("demo", help=demo.HELP)(demo.command)
 app.command("run", help=run.HELP, context_settings=run.CONTEXT)(run.command)
 app.add_typer(migrate.app, name="migrate")
 app.add_typer(profile.app, name="profile")
+app.add_typer(ops_cli.app, name="ops")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,7 +23,12 @@ from anyware.ops._registry import (
     get_op,
     op_names,
 )
+from anyware.ops.cross_entropy import cross_entropy, cross_entropy_reference
+from anyware.ops.embedding_bag import embedding_bag, embedding_bag_reference
+from anyware.ops.flash_attention import flash_attention, flash_attention_reference
+from anyware.ops.hadamard import hadamard, hadamard_reference
 from anyware.ops.matmul import matmul, matmul_reference
+from anyware.ops.override import Usage, disable, enable, enabled, use
 from anyware.ops.rms_norm import rms_norm, rms_norm_reference
 from anyware.ops.rope import rope, rope_reference
 from anyware.ops.swiglu import swiglu, swiglu_reference
@@ -34,9 +39,21 @@ __all__ = [
     "Impl",
     "ImplUnavailableError",
     "OpSpec",
+    "Usage",
     "choose",
+    "cross_entropy",
+    "cross_entropy_reference",
     "describe",
+    "disable",
+    "embedding_bag",
+    "embedding_bag_reference",
+    "enable",
+    "enabled",
+    "flash_attention",
+    "flash_attention_reference",
     "get_op",
+    "hadamard",
+    "hadamard_reference",
     "matmul",
     "matmul_reference",
     "op_names",
@@ -46,4 +63,5 @@ __all__ = [
     "rope_reference",
     "swiglu",
     "swiglu_reference",
+    "use",
 ]

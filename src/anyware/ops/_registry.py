@@ -148,7 +148,7 @@ def _default(spec: OpSpec) -> Choice:
     if backend.name == "cpu":
         return Choice(
             impl=Impl.REFERENCE,
-            reason="default on cpu: Triton's interpreter checks correctness, aten is faster",
+            reason="cpu default (Triton's interpreter: correctness only)",
         )
     return Choice(impl=Impl.REFERENCE, reason=f"default on {backend.name}: no triton there")
 

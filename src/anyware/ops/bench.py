@@ -1,0 +1,249 @@
+"""Benchmark cases for ``anyware ops bench`` and ``benchmarks/ops/bench_<op>.py``.
+
+Each case builds its inputs on the current device, times the Triton path and the torch/aten
+path that does the same job (the anchor), and reports TFLOP/s for compute-bound ops or GB/s
+for memory-bound ones, with ``ratio = ours / aten`` measured in the same run.
+
+Timing: warm up, then the median of ``reps`` runs, each bracketed by the backend's
+synchronize. On cpu the Triton path runs only in the interpreter, which is a correctness tool:
+its figures are reported as not applicable rather than timed.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from anyware.ops._registry import triton_blocker
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Case:
+    """One measured configuration of one op."""
+
+    op: str
+    """Op name in the registry."""
+    label: str
+    """Shape and dtype, for the table."""
+    ours: Callable[[], Any]
+    """Runs anyware's Triton implementation once."""
+    aten: Callable[[], Any]
+    """Runs the torch/aten equivalent once (the anchor)."""
+    flops: float | None = None
+    """Work per run in FLOPs (compute-bound ops)."""
+    bytes: float | None = None
+    """Memory traffic per run in bytes (memory-bound ops)."""
+
+    def __post_init__(self) -> None:
+        if (self.flops is None) == (self.bytes is None):
+            raise ValueError(f"Case {self.op}/{self.label}: give exactly one of flops or bytes")
+
+
+def time_ms(fn: Callable[[], Any], *, reps: int = 10, warmup: int = 2) -> float:
+    """Median wall time of ``fn`` in milliseconds, synchronising the device around each run."""
+    from anyware import runtime
+
+    backend = runtime.current()
+    for _ in range(warmup):
+        fn()
+    backend.synchronize()
+    samples = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        backend.synchronize()
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(samples)
+
+
+def measure(case: Case, *, reps: int = 10) -> dict[str, Any]:
+    """Time one case; the Triton side is ``None`` where Triton cannot run fast here."""
+    device = torch.device(case_device())
+    unit, work = ("TFLOP/s", case.flops) if case.flops is not None else ("GB/s", case.bytes)
+    scale = 1e12 if unit == "TFLOP/s" else 1e9
+    aten_ms = time_ms(case.aten, reps=reps)
+    blocker = triton_blocker(device)
+    if device.type == "cpu":
+        blocker = blocker or "the Triton interpreter checks correctness; it is not timed"
+    ours_ms = None if blocker else time_ms(case.ours, reps=reps)
+    assert work is not None
+
+    def rate(ms: float | None) -> float | None:
+        return None if ms is None else work / (ms * 1e-3) / scale
+
+    return {
+        "op": case.op,
+        "case": case.label,
+        "unit": unit,
+        "aten_ms": round(aten_ms, 4),
+        "triton_ms": None if ours_ms is None else round(ours_ms, 4),
+        "aten": rate(aten_ms),
+        "triton": rate(ours_ms),
+        "ratio": None if ours_ms is None else aten_ms / ours_ms,
+        "note": blocker or "",
+    }
+
+
+def case_device() -> str:
+    from anyware import runtime
+
+    return str(runtime.device())
+
+
+# --- the cases ------------------------------------------------------------------------------
+def _matmul(dev: str, dt: torch.dtype, small: bool) -> list[Case]:
+    from anyware import ops
+
+    out = []
+    for n in (256,) if small else (4096, 8192):
+        a = torch.randn(n, n, device=dev, dtype=dt)
+        b = torch.randn(n, n, device=dev, dtype=dt)
+        out.append(
+            Case(op="matmul", label=f"{n}³ {dt}", ours=partial(ops.matmul, a, b, impl="triton"),
+                 aten=partial(torch.matmul, a, b), flops=2.0 * n**3)
+        )  # fmt: skip
+    return out
+
+
+def _rms_norm(dev: str, dt: torch.dtype, small: bool) -> list[Case]:
+    from anyware import ops
+
+    m, n = (512, 1024) if small else (16384, 8192)
+    x = torch.randn(m, n, device=dev, dtype=dt)
+    w = torch.randn(n, device=dev, dtype=dt)
+    return [Case(op="rms_norm", label=f"{m}×{n} {dt}", ours=lambda: ops.rms_norm(x, w, impl="triton"),
+                 aten=lambda: F.rms_norm(x, (n,), w, 1e-6), bytes=2.0 * x.numel() * x.element_size())]  # fmt: skip
+
+
+def _swiglu(dev: str, dt: torch.dtype, small: bool) -> list[Case]:
+    from anyware import ops
+
+    n = 1 << (20 if small else 27)
+    g = torch.randn(n, device=dev, dtype=dt)
+    u = torch.randn(n, device=dev, dtype=dt)
+    return [Case(op="swiglu", label=f"{n} {dt}", ours=lambda: ops.swiglu(g, u, impl="triton"),
+                 aten=lambda: F.silu(g) * u, bytes=3.0 * n * g.element_size())]  # fmt: skip
+
+
+def _rope(dev: str, dt: torch.dtype, small: bool) -> list[Case]:
+    from anyware import ops
+
+    b, h, s, d = (2, 8, 256, 64) if small else (8, 32, 4096, 128)
+    x = torch.randn(b, h, s, d, device=dev, dtype=dt)
+    th = torch.arange(s, device=dev)[:, None] * torch.rand(d // 2, device=dev)[None]
+    cos, sin = th.cos().to(dt), th.sin().to(dt)
+    return [Case(op="rope", label=f"{b}×{h}×{s}×{d} {dt}", ours=lambda: ops.rope(x, cos, sin, impl="triton"),
+                 aten=lambda: ops.rope_reference(x, cos, sin), bytes=2.0 * x.numel() * x.element_size())]  # fmt: skip
+
+
+def _cross_entropy(dev: str, dt: torch.dtype, small: bool) -> list[Case]:
+    from anyware import ops
+
+    n, v = (256, 4096) if small else (8192, 131072)
+    x = torch.randn(n, v, device=dev, dtype=dt)
+    t = torch.randint(0, v, (n,), device=dev)
+    return [Case(op="cross_entropy", label=f"{n}×{v} {dt}", ours=lambda: ops.cross_entropy(x, t, impl="triton"),
+                 aten=lambda: F.cross_entropy(x.float(), t), bytes=1.0 * x.numel() * x.element_size())]  # fmt: skip
+
+
+def _flash_attention(dev: str, dt: torch.dtype, small: bool) -> list[Case]:
+    from anyware import ops
+
+    out = []
+    b, h, s, d = (1, 4, 256, 64) if small else (4, 16, 8192, 128)
+    adt = dt if small else torch.float16  # the FA2/FA3 anchors are quoted in fp16
+    for causal in (False, True):
+        q, k, v = (torch.randn(b, h, s, d, device=dev, dtype=adt) for _ in range(3))
+        work = 4.0 * b * h * s * s * d / (2 if causal else 1)
+        out.append(Case(op="flash_attention", label=f"{b}×{h}×{s}×{d} causal={causal} {adt}",
+                        ours=partial(ops.flash_attention, q, k, v, causal, impl="triton"),
+                        aten=partial(F.scaled_dot_product_attention, q, k, v, is_causal=causal),
+                        flops=work))  # fmt: skip
+    return out
+
+
+def _embedding_bag(dev: str, dt: torch.dtype, small: bool) -> list[Case]:
+    from anyware import ops
+
+    rows, d, bags, per = (10000, 64, 512, 20) if small else (1_000_000, 128, 65536, 64)
+    w = torch.randn(rows, d, device=dev, dtype=torch.float32)
+    idx = torch.randint(0, rows, (bags * per,), device=dev)
+    off = torch.arange(bags, device=dev) * per
+    return [Case(op="embedding_bag", label=f"{rows}×{d} bags={bags}×{per} fp32",
+                 ours=lambda: ops.embedding_bag(w, idx, off, "sum", impl="triton"),
+                 aten=lambda: F.embedding_bag(idx, w, off, mode="sum"),
+                 bytes=float(bags * per * (d * 4 + 8) + bags * d * 4))]  # fmt: skip
+
+
+def _hadamard(dev: str, dt: torch.dtype, small: bool) -> list[Case]:
+    from anyware import ops
+    from anyware.formats.hadamard import hadamard_matrix
+
+    m, n = (256, 1024) if small else (65536, 4096)
+    x = torch.randn(m, n, device=dev, dtype=dt)
+    hm = hadamard_matrix(n, dtype=dt).to(dev)  # the anchor: a dense GEMM by H
+    return [Case(op="hadamard", label=f"{m}×{n} {dt}", ours=lambda: ops.hadamard(x, impl="triton"),
+                 aten=lambda: x @ hm, bytes=2.0 * x.numel() * x.element_size())]  # fmt: skip
+
+
+_BASE: dict[str, Callable[[str, torch.dtype, bool], list[Case]]] = {
+    "matmul": _matmul,
+    "rms_norm": _rms_norm,
+    "swiglu": _swiglu,
+    "rope": _rope,
+    "cross_entropy": _cross_entropy,
+    "flash_attention": _flash_attention,
+    "embedding_bag": _embedding_bag,
+    "hadamard": _hadamard,
+}
+
+
+def cases(op: str, *, small: bool) -> list[Case]:
+    """The benchmark cases of ``op``: ``small`` sizes for a cpu, large ones for an accelerator
+    (fp32 when small, bf16 when large)."""
+    dt = torch.float32 if small else torch.bfloat16
+    if op in _BASE:
+        return _BASE[op](case_device(), dt, small)
+    extra = _extra_cases(op, small=small)
+    if extra is None:
+        raise KeyError(f"no benchmark cases for op {op!r}")
+    return extra
+
+
+def _extra_cases(op: str, *, small: bool) -> list[Case] | None:
+    """Cases of ops added later (MoE, sparse attention, low-precision GEMMs)."""
+    hook = _EXTRA.get(op)
+    return None if hook is None else hook(small)
+
+
+_EXTRA: dict[str, Callable[[bool], list[Case]]] = {}
+
+
+def register_cases(op: str, make: Callable[[bool], list[Case]]) -> None:
+    _EXTRA[op] = make
+
+
+def all_ops() -> list[str]:
+    base = [
+        "matmul",
+        "rms_norm",
+        "swiglu",
+        "rope",
+        "cross_entropy",
+        "flash_attention",
+        "embedding_bag",
+        "hadamard",
+    ]
+    return base + sorted(_EXTRA)
+
+
+def fmt_rate(x: float | None) -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{x:,.2f}"
