@@ -107,7 +107,7 @@ def _check_target(args: list[str], name: str) -> None:
 
 
 def child_environment(
-    opts: RunOptions, backend_name: str, parts: Path, extra: dict[str, str]
+    opts: RunOptions, backend_name: str | None, parts: Path, extra: dict[str, str]
 ) -> dict[str, str]:
     env = dict(os.environ)
     env.update(extra)
@@ -118,7 +118,8 @@ def child_environment(
     env[_env.MIGRATE.name] = "1"
     env[_env.MIGRATE_PARTS.name] = str(parts)
     env[_env.MIGRATE_PKG.name] = str(Path(anyware.__file__).resolve().parent.parent)
-    env[_env.DEVICE.name] = opts.device or backend_name
+    if backend_name is not None:
+        env[_env.DEVICE.name] = opts.device or backend_name
     env.pop(_env.MIGRATE_STRICT.name, None)
     if opts.strict:
         env[_env.MIGRATE_STRICT.name] = "1"
@@ -168,12 +169,18 @@ def run(opts: RunOptions, *, quiet: bool = False) -> int:
 
     args, name = opts.command()
     _check_target(args, name)
-    backend = runtime.select(opts.device)
-    extra = runtime.child_env(backend)
+    # Selecting "the best available" probes every backend, which imports torch (seconds); the
+    # child selects for itself, so the parent only validates an explicit choice.
+    backend_name: str | None = None
+    extra: dict[str, str] = {}
+    if opts.device is not None or _env.VISIBLE_DEVICES.get() is not None:
+        backend = runtime.select(opts.device)
+        backend_name = backend.name
+        extra = runtime.child_env(backend)
     handle = None
     with tempfile.TemporaryDirectory(prefix="anyware-migrate-") as tmp:
         parts = Path(tmp)
-        env = child_environment(opts, backend.name, parts, extra)
+        env = child_environment(opts, backend_name, parts, extra)
         if opts.monitor:
             handle = _start_monitor(opts, env)
         try:
@@ -184,7 +191,9 @@ def run(opts: RunOptions, *, quiet: bool = False) -> int:
                 handle.stop()
         from anyware.migrate.report import merge, read_parts, summary
 
-        data = merge(read_parts(parts), backend.name)
+        found = read_parts(parts)
+        devices = [str(p["device"]) for p in found if p.get("device") not in (None, "unknown")]
+        data = merge(found, backend_name or (devices[0] if devices else "unknown"))
     if not quiet:
         print(summary(data), file=sys.stderr)
     if opts.report is not None:

@@ -76,7 +76,8 @@ def _synchronize(device: Any = None) -> None:
 def _manual_seed(seed: int) -> None:
     import torch
 
-    torch.manual_seed(seed)
+    # Not torch.manual_seed: it calls torch.cuda.manual_seed_all, which is this function.
+    torch.default_generator.manual_seed(int(seed))
 
 
 def _get_device_name(device: Any = None) -> str:
@@ -193,6 +194,8 @@ HOST_IMPLS: tuple[tuple[str, Callable[..., Any], RuleKind, bool], ...] = (
 
 
 def _make(name: str, host: Callable[..., Any], truth: bool, t: Target, real: Any) -> Any:
+    """The replacement for ``torch.cuda.<name>``; ``truth`` marks the device queries whose
+    real answer matters most to libraries (all functions defer to ``real`` for them)."""
     api = f"torch.cuda.{name}"
     impl = host
     if not t.host:
@@ -208,7 +211,9 @@ def _make(name: str, host: Callable[..., Any], truth: bool, t: Target, real: Any
         return type(name, (), {"__new__": new, "__doc__": f"{api} on the anyware target"})
 
     def fn(*args: Any, **kwargs: Any) -> Any:
-        if truth and caller_sees_truth(2):
+        # torch's own modules (and the libraries in TRUTH_PACKAGES) get the real function:
+        # torch.manual_seed calls torch.cuda.manual_seed_all, which is not the user's redirect.
+        if real is not None and caller_sees_truth(2):
             return real(*args, **kwargs)
         record(api)
         return impl(*args, **kwargs)
