@@ -30,6 +30,7 @@ _RANK_PREFIX_RX = r"^\s*\[(?:rank|default)(\d+)\]:"
 #: Notable (non-signature) lines kept per block for clustering; the rest are only counted.
 NOTABLE_CAP = 5000
 _LOOKBACK = 200
+_TAIL_PROGRESS = 2000
 
 
 @dataclass(slots=True, kw_only=True)
@@ -233,6 +234,15 @@ def _year_of(t: float) -> int:
 
 
 def _progress(scan: SourceScan, col: Any, base: int, year: int, mixed: bool, pl: Any) -> None:
+    if not mixed:
+        # The last progress line is nearly always among the last lines of the block: look there
+        # in Python (about a millisecond) before paying for a regex over the whole column.
+        tail = col.tail(_TAIL_PROGRESS).to_list()
+        for k in range(len(tail) - 1, -1, -1):
+            text = tail[k]
+            if text and _STEP.search(text):
+                _set_progress(scan, scan.rank, base + len(col) - len(tail) + k + 1, text, year)
+                return
     steps = (
         pl.DataFrame({"line": col}).with_row_index("i").filter(pl.col("line").str.contains(STEP_RX))
     )
