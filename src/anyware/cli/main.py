@@ -10,6 +10,7 @@ import typer
 
 from anyware import __version__
 from anyware.cli import demo, env, migrate, profile, run
+from anyware.cli import logs as logs_cli
 from anyware.cli import ops as ops_cli
 
 app = typer.Typer(
@@ -45,6 +46,7 @@ app.command("demo", help=demo.HELP)(demo.command)
 app.command("run", help=run.HELP, context_settings=run.CONTEXT)(run.command)
 app.add_typer(migrate.app, name="migrate")
 app.add_typer(profile.app, name="profile")
+app.add_typer(logs_cli.app, name="logs")
 app.add_typer(ops_cli.app, name="ops")
 
 
