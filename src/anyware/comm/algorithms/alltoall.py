@@ -80,8 +80,15 @@ def cost_pairwise(p: int, n: float, links: Links) -> float:
 
 
 def cost_bruck(p: int, n: float, links: Links) -> float:
+    """Step k moves the blocks whose index has bit k set: exactly p/2 of them when p is a
+    power of two, which gives the textbook ⌈log2 p⌉·(α + n/2·β)."""
     al, be = links.flat(p)
-    return (p - 1).bit_length() * (al + n / 2 * be)
+    total, d = 0.0, 1
+    while d < p:
+        blocks = sum(1 for i in range(p) if i & d)
+        total += al + n * blocks / p * be
+        d <<= 1
+    return total
 
 
 register(

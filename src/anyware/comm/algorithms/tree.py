@@ -6,7 +6,7 @@ inner nodes of the other and every rank sends and receives about one chunk per r
 total. Each tree reduces half of the buffer up to its root and broadcasts it back down,
 pipelined in K chunks, so with tree height h
 
-    T ≈ (K + 2h)·(α + n·β / K)
+    T ≈ (K + 2h - 1)·(α + n·β / K)
 
 — log-depth latency at small n and close to full bandwidth at large n. K grows with the
 message (chunks of ≥ 256 KiB, at most 16) and is a pure function of the byte count, so all
@@ -114,7 +114,7 @@ def cost_dbt(p: int, n: float, links: Links) -> float:
     al, be = links.flat(p)
     k = chunks_for(n / 2)
     h = _heights(p)[0][0]
-    return (k + 2 * h) * (al + n * be / k)
+    return (k + 2 * h - 1) * (al + n * be / k)
 
 
 def _binomial_broadcast(b: Builder, v: int, p: int, root: int, span: Span, r0: int = 0) -> int:

@@ -27,6 +27,7 @@ the peer it waits on: a set flag (the peer raised) or a dead pid ends the wait a
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import mmap
 import os
 import platform
@@ -56,7 +57,15 @@ NSLOTS = 4
 #: time), and a segment for 3 peers stays at 12 MiB.
 SLOT_BYTES = 1 << 20
 LINE = 64  # bytes; every counter on its own cache line
-CTRL_WORDS = 8  # magic, pid, aborted, ...
+CTRL_WORDS = 8  # magic, pid, aborted, bell, sleeping, ...
+BELL, SLEEPING = 3, 4
+#: Spin this long before sleeping on the futex: a peer that is running answers within a few
+#: µs; on an oversubscribed host (2 cores, many processes here) spinning longer only steals
+#: the peer's core.
+SPIN_S = 50e-6
+#: Longest futex sleep; bounds the cost of a lost wake-up and sets how often liveness and the
+#: timeout are checked.
+NAP_S = 0.002
 MAGIC = 0x414E59574152
 
 
@@ -100,6 +109,27 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+_SYS_FUTEX = 202  # x86-64
+_FUTEX_WAIT, _FUTEX_WAKE = 0, 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def _futex_wait(addr: int, expected: int, timeout_s: float) -> None:
+    ts = _Timespec(int(timeout_s), int((timeout_s % 1) * 1e9))
+    _libc.syscall(
+        _SYS_FUTEX, ctypes.c_void_p(addr), _FUTEX_WAIT, ctypes.c_int(expected),
+        ctypes.byref(ts), None, 0,
+    )
+
+
+def _futex_wake(addr: int) -> None:
+    _libc.syscall(_SYS_FUTEX, ctypes.c_void_p(addr), _FUTEX_WAKE, ctypes.c_int(1 << 30), None, None, 0)
+
+
 class _Layout:
     """Byte offsets inside one rank's segment; identical arithmetic on every rank."""
 
@@ -125,6 +155,14 @@ class _Segment:
         self.words = np.frombuffer(mm, dtype=np.int64)  # whole segment as int64 words
         self.bytes = torch.frombuffer(mm, dtype=torch.uint8)
         self.layout = layout
+        self.bell_addr = self.words.ctypes.data + BELL * 8
+
+    def ring(self) -> None:
+        """Tell the owner something changed; wake it if it sleeps."""
+        w = self.words
+        w[BELL] = (int(w[BELL]) + 1) & 0x7FFFFFFF
+        if w[SLEEPING]:
+            _futex_wake(self.bell_addr)
 
 
 class ShmTransport:
@@ -229,7 +267,8 @@ class ShmTransport:
                     dst = staged.setdefault(i, torch.empty_like(dst))
                 per = lay.slot_bytes // dst.element_size()
                 recvs.append([i, rv.peer, dst, per, max(1, -(-dst.numel() // per)), 0])
-        started, spins = time.monotonic(), 0
+        started = time.monotonic()
+        idle_since, armed, bell, checked = 0.0, False, 0, started
         while sends or recvs:
             moved = False
             busy: set[int] = set()
@@ -248,6 +287,7 @@ class ShmTransport:
                 seg.bytes[at + HEADER_BYTES : at + HEADER_BYTES + hi - lo].copy_(data[lo:hi])
                 self._send_seq[peer] = seq + 1
                 seg.words[lay.posted(self.rank) // 8] = seq + 1
+                seg.ring()
                 s[3] = k + 1
                 moved = True
             sends = [s for s in sends if s[3] < s[2]]
@@ -274,16 +314,30 @@ class ShmTransport:
                     combine(op, dst[lo:hi], part)
                 self._recv_seq[peer] = seq + 1
                 me.words[lay.consumed(peer) // 8] = seq + 1
+                self._segs[peer].ring()
                 r[5] = k + 1
                 moved = True
             recvs = [r for r in recvs if r[5] < r[4]]
             if moved:
-                spins = 0
+                idle_since, armed = 0.0, False
                 continue
-            spins += 1
-            if spins % 64 == 0:
-                os.sched_yield()  # give the GIL and the core away while the peer works
-            if spins % 4096 == 0:
+            now = time.perf_counter()
+            if not idle_since:
+                idle_since = now
+                continue
+            if now - idle_since < SPIN_S:
+                continue
+            if not armed:  # announce the nap, then poll once more before taking it
+                bell = int(me.words[BELL])
+                me.words[SLEEPING] = 1
+                armed = True
+                continue
+            _futex_wait(me.bell_addr, bell, NAP_S)
+            me.words[SLEEPING] = 0
+            armed = False
+            mono = time.monotonic()
+            if mono - checked > 0.05:  # liveness and timeout, ~20 times a second
+                checked = mono
                 if recvs:
                     self._check_peer(recvs[0][1], header, started, "a message")
                 else:

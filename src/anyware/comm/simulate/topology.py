@@ -1,0 +1,71 @@
+"""The simulated machine: ``ranks`` processes, ``ranks_per_host`` per host (contiguous, as
+launchers place them), every rank with its own full-duplex link of each class:
+
+* intra-host (NVLink, shared memory): latency ``intra_latency``, bandwidth ``intra_bw``;
+* inter-host (a NIC per rank, rail-optimised): latency ``inter_latency``, bandwidth ``inter_bw``.
+
+A round costs, for each link class it uses, the class latency plus the largest number of bytes
+one rank pushes through that class divided by its bandwidth; the round takes the slower class.
+That is the α-β model with sender-side serialisation — the same one the closed forms use, so a
+flat topology reproduces them exactly — plus the topology, which the closed forms lack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Topology:
+    ranks: int
+    """Total ranks (processes, devices)."""
+    ranks_per_host: int = 0
+    """Ranks sharing a host's fast links; 0 means all of them (one host)."""
+    intra_bw: float = 150e9
+    """Bytes per second one rank can send to a rank on its host."""
+    inter_bw: float = 25e9
+    """Bytes per second one rank can send to another host."""
+    intra_latency: float = 2e-6
+    """Seconds of fixed cost per message within a host."""
+    inter_latency: float = 5e-6
+    """Seconds of fixed cost per message across hosts."""
+
+    def __post_init__(self) -> None:
+        if self.ranks < 1:
+            raise ValueError(f"ranks must be at least 1, got {self.ranks}")
+        if self.ranks_per_host < 0 or (self.ranks_per_host and self.ranks % self.ranks_per_host):
+            raise ValueError(
+                f"ranks_per_host={self.ranks_per_host} must divide ranks={self.ranks} "
+                "(or be 0 for a single host)"
+            )
+        for name in ("intra_bw", "inter_bw"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("intra_latency", "inter_latency"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    @property
+    def local(self) -> int:
+        return self.ranks_per_host or self.ranks
+
+    @property
+    def hosts(self) -> int:
+        return self.ranks // self.local
+
+    def host(self, rank: np.ndarray) -> np.ndarray:
+        return rank // self.local
+
+    def links(self) -> object:
+        """The matching :class:`~anyware.comm.algorithms.Links` for the closed forms."""
+        from anyware.comm.algorithms import Links
+
+        return Links(
+            alpha_intra=self.intra_latency,
+            beta_intra=1 / self.intra_bw,
+            alpha_inter=self.inter_latency,
+            beta_inter=1 / self.inter_bw,
+            ranks_per_host=self.ranks_per_host if self.hosts > 1 else 0,
+        )
