@@ -61,7 +61,9 @@ def record(
         fail(str(e))
     except OSError as e:
         fail(f"cannot start the program: {e}")
-    err_console.print(f"profile: traces in {out}; next: anyware profile summary {out}")
+    err_console.print(
+        f"profile: traces in {out}; next: anyware profile summary {out}", soft_wrap=True
+    )
     raise typer.Exit(code)
 
 

@@ -154,6 +154,7 @@ class Capture:
         self._clock: int | None = None
         self._lock = threading.Lock()
         self._done = False
+        self._tagged = False
         s = config.steps
         self.profiler = tp.profile(
             activities=activities_for(device_type),
@@ -179,6 +180,10 @@ class Capture:
                 return
             self.steps_seen += 1
             self.profiler.step()
+            if not self._tagged and self.steps_seen >= self.config.steps.start:
+                # Kineto takes metadata only while a trace is being recorded, not at export.
+                self._tagged = True
+                self.profiler.add_metadata_json("anyware", json.dumps(self._metadata()))
             if self.steps_seen >= self.config.steps.stop:
                 self._done = True
                 self.profiler.stop()
@@ -190,27 +195,34 @@ class Capture:
                 return
             self._done = True
             try:
+                if self._tagged:
+                    # The step in flight is only the program's tail: the analysis leaves it out.
+                    partial = {"partial_step": self.steps_seen}
+                    self.profiler.add_metadata_json("anyware_cut", json.dumps(partial))
                 self.profiler.stop()
             except Exception as e:
                 print(f"anyware: warning: profiler stop failed: {e}", file=sys.stderr)
 
-    def _export(self, prof: Any) -> None:
+    def _metadata(self) -> dict[str, Any]:
         rank, world = _rank()
-        meta = {
+        meta: dict[str, Any] = {
             "rank": rank,
             "world_size": world,
             "run_id": run_id(),
             "device_type": self.device_type,
             "steps": f"{self.config.steps.start}:{self.config.steps.stop}",
             "pid": os.getpid(),
-            "written_at": time.time(),
+            "recorded_at": time.time(),
         }
         from anyware import _env
 
         events = _env.MONITOR_EVENTS.get()
         if events:
             meta["monitor_events"] = str(Path(events).resolve())
-        prof.add_metadata_json("anyware", json.dumps(meta))
+        return meta
+
+    def _export(self, prof: Any) -> None:
+        rank, _ = _rank()
         self.config.out.mkdir(parents=True, exist_ok=True)
         path = self.config.out / f"rank{rank}.pt.trace.json"
         tmp = self.config.out / f".rank{rank}.{os.getpid()}.tmp.json"

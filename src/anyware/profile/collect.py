@@ -202,6 +202,14 @@ def collect(path: Path, *, order: int = 0) -> RankTrace:
     if reader.problem:
         rt.problems.append(f"{path.name}: {reader.problem}; analysing the events before it")
     _assign_rank(rt, order)
+    cut = rt.metadata.get("anyware_cut")
+    if isinstance(cut, dict) and isinstance(cut.get("partial_step"), int):
+        n = cut["partial_step"]
+        if any(s[0] == n for s in rt.steps):
+            rt.steps = [s for s in rt.steps if s[0] != n]
+            rt.problems.append(
+                f"{path.name}: the program ended during step {n}; that partial step is left out"
+            )
     return rt
 
 

@@ -23,6 +23,13 @@ DEVICE_PID = 0
 BASE_NS = 1_700_000_000_000_000_000
 
 
+_LAUNCH_CALL = {
+    "gpu_memcpy": "cudaMemcpyAsync",
+    "gpu_memset": "cudaMemsetAsync",
+    "cuda_sync": "cudaStreamSynchronize",
+}
+
+
 class TraceBuilder:
     """Accumulates the events of one rank; times in µs."""
 
@@ -73,7 +80,7 @@ class TraceBuilder:
         """A device event, with its launch call at ``launch_ts`` (default: 10 µs before)."""
         corr = self._id()
         lts = ts - 10.0 if launch_ts is None else launch_ts
-        launch = "cudaMemcpyAsync" if cat == "gpu_memcpy" else "cudaLaunchKernel"
+        launch = _LAUNCH_CALL.get(cat, "cudaLaunchKernel")
         self.events.append(
             _x(
                 "cuda_runtime",
