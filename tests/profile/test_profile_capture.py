@@ -126,7 +126,7 @@ def test_step_range_and_schedule() -> None:
     z = StepRange.parse("0:3")
     assert (z.wait, z.warmup, z.active) == (0, 0, 3)
     for bad in ("3:3", "5", "a:b", "-1:2"):
-        with pytest.raises(ValueError, match="A:B|0 <= A < B"):
+        with pytest.raises(ValueError, match=r"A:B|0 <= A < B"):
             StepRange.parse(bad)
 
 
