@@ -138,7 +138,8 @@ def process_file(path: Path, *, write: bool, want_diff: bool = False) -> FileRes
             )
         )
     if write:
-        if not os.access(path, os.W_OK):
+        # Mode bits too: root may write anything, but a file marked read-only was meant to stay.
+        if not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222:
             res.error = "read-only; make it writable to fix it"
             res.new_source = None
             return res
