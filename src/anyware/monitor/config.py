@@ -84,7 +84,7 @@ class CheckConfig:
     """Robust z-score (MAD) a rank must also exceed when the world has 3 or more ranks."""
     straggler_window: int = 6
     """Steps (all ranks reported) whose medians are compared."""
-    straggler_persist: int = 2
+    straggler_persist: int = 3
     """Consecutive flagged evaluations (new steps) before the alert fires."""
     straggler_min_gap_s: float = 0.002
     """Ignore differences below this: scheduler noise on µs-scale steps is not a straggler."""

@@ -173,7 +173,10 @@ def run_world(
             cmd += ["--events", str(events)]
         if autostart:
             cmd.append("--autostart")
-        procs.append(subprocess.Popen(cmd, env=base, stdin=subprocess.DEVNULL))
+        log = open(events / f"worker-rank{rank}.log", "wb") if events else None  # noqa: SIM115
+        procs.append(subprocess.Popen(cmd, env=base, stdin=subprocess.DEVNULL, stdout=log, stderr=log))
+        if log is not None:
+            log.close()  # the child holds its own descriptor
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:

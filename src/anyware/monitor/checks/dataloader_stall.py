@@ -58,7 +58,7 @@ class DataloaderStall(Check):
                         key=f"rank{rank}",
                         firing=firing,
                         culprit_rank=rank,
-                        step=step,
+                        step=old.step if old is not None and old.firing else step,
                         message=f"rank {rank} waits {data * 1e3:.1f} ms for data in a {row.dur * 1e3:.1f} ms step "
                         f"({data / row.dur:.0%})",
                         attrs={"data_s": data, "step_s": row.dur},

@@ -35,6 +35,7 @@ class LossSpike(Check):
         self.cursor = -1
         self.run = 0
         self.calm = 0
+        self.spike_step = -1
         self.firing = False
         self.finding: Finding | None = None
 
@@ -66,12 +67,14 @@ class LossSpike(Check):
         if spike:
             self.run += 1
             self.calm = 0
+            if self.run == 1:
+                self.spike_step = step
             if self.run >= cfg.loss_spike_persist:
                 self.firing = True
             self.finding = Finding(
                 key="job",
                 firing=self.firing,
-                step=step,
+                step=self.spike_step,
                 message=f"loss {loss:.4g} at step {step} is {loss / m if m else math.inf:.1f}× its baseline median {m:.4g}",
                 attrs={"loss": loss, "baseline": m, "spread": s},
             )

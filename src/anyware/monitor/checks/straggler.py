@@ -96,14 +96,13 @@ class Straggler(Check):
                 self.calm[r] = 0
                 min_data = min(data.values())
                 cause = "dataloader" if data[r] - min_data > (busy[r] - fastest) / 2 else "compute"
-                firing = self.flagged[r] >= cfg.straggler_persist or (
-                    r in self.findings and self.findings[r].firing
-                )
+                old = self.findings.get(r)
+                firing = self.flagged[r] >= cfg.straggler_persist or (old is not None and old.firing)
                 self.findings[r] = Finding(
                     key=f"rank{r}",
                     firing=firing,
                     culprit_rank=r,
-                    step=window[-1],
+                    step=old.step if old is not None and old.firing else window[-1],
                     message=f"rank {r} is a straggler ({cause}): score {min(score, arrival):.2f}, "
                     f"{busy[r] * 1e3:.1f} ms busy vs fastest {fastest * 1e3:.1f} ms",
                     attrs={
