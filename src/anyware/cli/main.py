@@ -11,6 +11,7 @@ import typer
 from anyware import __version__
 from anyware.cli import demo, env, migrate, profile, run
 from anyware.cli import logs as logs_cli
+from anyware.cli import monitor as monitor_cli
 from anyware.cli import ops as ops_cli
 
 app = typer.Typer(
@@ -47,6 +48,7 @@ app.command("run", help=run.HELP, context_settings=run.CONTEXT)(run.command)
 app.add_typer(migrate.app, name="migrate")
 app.add_typer(profile.app, name="profile")
 app.add_typer(logs_cli.app, name="logs")
+app.add_typer(monitor_cli.app, name="monitor")
 app.add_typer(ops_cli.app, name="ops")
 
 
