@@ -32,12 +32,10 @@ def list_command(
     from rich.table import Table
 
     t = Table(title=f"anyware ops on {runtime.current().name}", title_justify="left")
-    for col in ("op", "impls", "active", "why", "backward", "what"):
-        t.add_column(col)
+    for col in ("op", "impls", "active", "why", "backward"):
+        t.add_column(col, no_wrap=col != "why")
     for r in rows:
-        t.add_row(
-            r["name"], ", ".join(r["impls"]), r["active"], r["reason"], r["backward"], r["summary"]
-        )
+        t.add_row(r["name"], ", ".join(r["impls"]), r["active"], r["reason"], r["backward"])
     console.print(t)
 
 

@@ -82,9 +82,11 @@ def _fwd_kernel(
         lsum = lsum * tl.exp(m - m_safe) + tl.sum(tl.exp(x - m_safe[:, None]), axis=1)
         m = m_new
         x_t += tl.sum(tl.where(cols[None, :] == tgt[:, None], x, 0.0), axis=1)
-    lse = m_safe + tl.log(tl.where(rmask, lsum, 1.0))
+    log_l = tl.log(tl.where(rmask, lsum, 1.0))
+    lse = m_safe + log_l
     valid = rmask & (tgt != ignore_index)
-    tl.store(loss_ptr + rows, tl.where(valid, lse - x_t, 0.0), mask=rmask)
+    # (m − x_t) + log l, not lse − x_t: near fp32's max, m + log l rounds back to m
+    tl.store(loss_ptr + rows, tl.where(valid, (m_safe - x_t) + log_l, 0.0), mask=rmask)
     tl.store(lse_ptr + rows, lse, mask=rmask)
 
 
