@@ -45,7 +45,9 @@ class World:
         return codes
 
     def firing(self, check: str) -> list[dict[str, Any]]:
-        return [a for a in self.agg.alerts.alerts() if a["check"] == check and a["t_firing"] is not None]
+        return [
+            a for a in self.agg.alerts.alerts() if a["check"] == check and a["t_firing"] is not None
+        ]
 
     def has_firing(self, check: str) -> Callable[[], bool]:
         return lambda: bool(self.firing(check))

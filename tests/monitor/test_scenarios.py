@@ -35,7 +35,16 @@ def test_clean_run_raises_no_alert(world) -> None:  # type: ignore[no-untyped-de
     }
     assert all(e.attrs["bytes"] > 0 for e in colls if e.attrs["op"] == "all_reduce")
     names = {e.name for e in events if e.rank == 0}
-    assert {"data", "forward", "backward", "optimizer", "loss", "grad_norm", "update_ratio", "memory"} <= names
+    assert {
+        "data",
+        "forward",
+        "backward",
+        "optimizer",
+        "loss",
+        "grad_norm",
+        "update_ratio",
+        "memory",
+    } <= names
     snap = world.agg.snapshot()
     assert snap["ingest"]["rejected"] == {} and snap["ingest"]["accepted"] > 0
     assert [r["status"] for r in snap["ranks"]] == ["exited", "exited"]

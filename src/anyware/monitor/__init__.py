@@ -73,11 +73,11 @@ def attach(
     if optimizer is not None:
         mon.watch_optimizer(optimizer)
     else:
-        import torch
+        from torch.optim import optimizer as optim_mod
 
         mon._global_handles = [
-            torch.optim.optimizer.register_optimizer_step_pre_hook(mon.on_optimizer_pre),
-            torch.optim.optimizer.register_optimizer_step_post_hook(mon.on_optimizer_post),
+            optim_mod.register_optimizer_step_pre_hook(mon.on_optimizer_pre),
+            optim_mod.register_optimizer_step_post_hook(mon.on_optimizer_post),
         ]
     return mon
 

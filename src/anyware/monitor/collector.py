@@ -225,13 +225,13 @@ class Monitor:
         """No model or optimizer given (``anyware run --monitor``): take every optimizer's step
         and, until the first step, every top-level module call; then keep hooks only on the
         top-level modules that own parameters (global module hooks cost µs per submodule)."""
-        import torch
         from torch.nn.modules import module as mod
+        from torch.optim import optimizer as optim_mod
 
         self._global_forward = True
         self._global_handles = [
-            torch.optim.optimizer.register_optimizer_step_pre_hook(self.on_optimizer_pre),
-            torch.optim.optimizer.register_optimizer_step_post_hook(self.on_optimizer_post),
+            optim_mod.register_optimizer_step_pre_hook(self.on_optimizer_pre),
+            optim_mod.register_optimizer_step_post_hook(self.on_optimizer_post),
             mod.register_module_forward_pre_hook(self.on_forward_pre),
             mod.register_module_forward_hook(self.on_forward_post),
         ]

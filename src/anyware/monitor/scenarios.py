@@ -174,7 +174,9 @@ def run_world(
         if autostart:
             cmd.append("--autostart")
         log = open(events / f"worker-rank{rank}.log", "wb") if events else None  # noqa: SIM115
-        procs.append(subprocess.Popen(cmd, env=base, stdin=subprocess.DEVNULL, stdout=log, stderr=log))
+        procs.append(
+            subprocess.Popen(cmd, env=base, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        )
         if log is not None:
             log.close()  # the child holds its own descriptor
     deadline = time.monotonic() + timeout

@@ -77,7 +77,9 @@ class SlowCollective(Check):
                 key=f"{first.op}:{first.nbytes}",
                 firing=firing,
                 culprit_rank=None,
-                step=self.finding.step if self.finding is not None and self.finding.firing else first.step,
+                step=self.finding.step
+                if self.finding is not None and self.finding.firing
+                else first.step,
                 message=f"{first.op} of {first.nbytes} bytes took {transfer * 1e3:.1f} ms after the last arrival "
                 f"(baseline {b * 1e3:.1f} ms); arrivals within {spread * 1e3:.1f} ms, no rank to blame",
                 attrs={

@@ -97,7 +97,9 @@ class Straggler(Check):
                 min_data = min(data.values())
                 cause = "dataloader" if data[r] - min_data > (busy[r] - fastest) / 2 else "compute"
                 old = self.findings.get(r)
-                firing = self.flagged[r] >= cfg.straggler_persist or (old is not None and old.firing)
+                firing = self.flagged[r] >= cfg.straggler_persist or (
+                    old is not None and old.firing
+                )
                 self.findings[r] = Finding(
                     key=f"rank{r}",
                     firing=firing,
