@@ -52,6 +52,15 @@ const LABELS = {compute: "compute", comm: "communication", memory: "memory copy"
 let REPORT = null;
 const esc = s => String(s ?? "").replace(/[&<>"]/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
 const ms = us => (us / 1000).toFixed(3);
+// Kernel names without return type, templates and arguments, like `anyware profile summary`.
+function shortName(n) {
+  if (/^(Memcpy|Memset|dma)/.test(n) || !/[<(]/.test(n)) return n;
+  let out = "", depth = 0;
+  for (const c of n.replace(/^void /, "").replaceAll("(anonymous namespace)::", "")) {
+    if (c === "<" || c === "(") depth++; else if ((c === ">" || c === ")") && depth) depth--; else if (!depth) out += c;
+  }
+  return out.trim() || n;
+}
 
 async function load() {
   const r = await fetch("api/report");
@@ -63,7 +72,7 @@ async function load() {
   const s = REPORT.slowest;
   document.getElementById("slowest").textContent = s
     ? `Slowest rank: ${s.rank} — ${ms(s.busy_per_step_us)} ms busy per step vs median ${ms(s.median_busy_per_step_us)} ms` +
-      (s.top_extra.length ? `; extra on ${s.top_extra.map(t => t.name + " +" + ms(t.extra_per_step_us) + " ms").join(", ")}` : "")
+      (s.top_extra.length ? `; extra on ${s.top_extra.slice(0, 3).map(t => shortName(t.name) + " +" + ms(t.extra_per_step_us) + " ms").join(", ")}` : "")
     : "Single rank: no cross-rank comparison.";
   document.getElementById("biggest").textContent = "Biggest cost: " + REPORT.biggest_cost;
   document.getElementById("problems").innerHTML = REPORT.problems.map(p => "⚠ " + esc(p)).join("<br>");
@@ -80,15 +89,15 @@ function drawBreakdown() {
     y: REPORT.ranks.map(r => r.breakdown.pct[b]), marker: {color: COLORS[b]},
     customdata: REPORT.ranks.map(r => ms(r.breakdown[b + "_us"])),
     hovertemplate: "%{y:.1f}% (%{customdata} ms)<extra>" + LABELS[b] + "</extra>"}));
-  Plotly.newPlot("breakdown-chart", traces, {barmode: "stack", title: "Time breakdown per rank",
-    yaxis: {title: "% of span", range: [0, 100]}, margin: {t: 40, r: 10}}, {displaylogo: false});
+  Plotly.newPlot("breakdown-chart", traces, {barmode: "stack", title: {text: "Time breakdown per rank"},
+    yaxis: {title: {text: "% of span"}, range: [0, 100]}, margin: {t: 40, r: 10}}, {displaylogo: false});
 }
 
 function drawOverlap() {
   const ranks = REPORT.ranks.map(r => "rank " + r.rank);
   Plotly.newPlot("overlap-chart", [{type: "bar", x: ranks, y: REPORT.ranks.map(r => r.overlap_pct ?? 0),
     marker: {color: COLORS.comm}, hovertemplate: "%{y:.1f}% of communication hidden behind compute<extra></extra>"}],
-    {title: "Communication overlapped with compute", yaxis: {title: "%", range: [0, 100]}, margin: {t: 40, r: 10}}, {displaylogo: false});
+    {title: {text: "Communication overlapped with compute"}, yaxis: {title: {text: "%"}, range: [0, 100]}, margin: {t: 40, r: 10}}, {displaylogo: false});
 }
 
 function showRank(rank) {
@@ -96,7 +105,7 @@ function showRank(rank) {
   const steps = r.steps.filter(s => s.breakdown);
   Plotly.newPlot("steps-chart", REPORT.buckets.map(b => ({type: "bar", name: LABELS[b], x: steps.map(s => "step " + s.step),
     y: steps.map(s => s.breakdown[b + "_us"] / 1000), marker: {color: COLORS[b]}})),
-    {barmode: "stack", title: `Rank ${rank}: breakdown per step`, yaxis: {title: "ms"}, margin: {t: 40, r: 10}}, {displaylogo: false});
+    {barmode: "stack", title: {text: `Rank ${rank}: breakdown per step`}, yaxis: {title: {text: "ms"}}, margin: {t: 40, r: 10}}, {displaylogo: false});
   const l = r.launch;
   document.getElementById("launch").innerHTML = l ? `<table><tr><th colspan=2>Kernel launches</th></tr>
     <tr><td>launches</td><td class=num>${l.launches}</td></tr><tr><td>per second</td><td class=num>${l.launches_per_s}</td></tr>
@@ -106,7 +115,7 @@ function showRank(rank) {
     <tr><td>host-bound</td><td class=num id="host-bound">${l.host_bound ? "yes" : "no"}</td></tr></table>`
     : `<p>No device events: the breakdown is of host operators.</p>`;
   const rows = [...r.top_kernels, ...r.top_ops];
-  document.querySelector("#top-ops tbody").innerHTML = rows.map(o => `<tr><td>${o.kind}</td><td title="${esc(o.name)}">${esc(o.name.slice(0, 80))}</td>
+  document.querySelector("#top-ops tbody").innerHTML = rows.map(o => `<tr><td>${o.kind}</td><td title="${esc(o.name)}">${esc(shortName(o.name).slice(0, 80))}</td>
     <td>${esc(o.bucket)}</td><td class=num>${o.count}</td><td class=num>${ms(o.total_us)}</td><td class=num>${o.mean_us.toFixed(1)}</td>
     <td>${esc(o.module)}</td><td>${esc(o.source || o.launched_by)}</td></tr>`).join("");
   const ss = document.getElementById("step-select");
@@ -125,10 +134,10 @@ async function drawTimeline(rank, step) {
   for (const e of t.events) (byBucket[e.bucket] ||= []).push(e);
   const traces = Object.entries(byBucket).map(([b, evs]) => ({type: "bar", orientation: "h", name: b,
     base: evs.map(e => e.start_us / 1000), x: evs.map(e => Math.max(e.dur_us, 0.05) / 1000), y: evs.map(e => e.lane),
-    text: evs.map(e => e.name), hovertemplate: "%{text}<br>%{base:.3f} ms + %{x:.3f} ms<extra></extra>",
+    text: evs.map(e => e.name), textposition: "none", hovertemplate: "%{text}<br>%{base:.3f} ms + %{x:.3f} ms<extra></extra>",
     marker: {color: COLORS[b] || "#888"}}));
-  Plotly.newPlot("timeline-chart", traces, {barmode: "overlay", title: `Rank ${rank}, step ${step}`,
-    xaxis: {title: "ms from step start"}, yaxis: {categoryorder: "array", categoryarray: [...t.lanes].reverse()},
+  Plotly.newPlot("timeline-chart", traces, {barmode: "overlay", title: {text: `Rank ${rank}, step ${step}`},
+    xaxis: {title: {text: "ms from step start"}}, yaxis: {categoryorder: "array", categoryarray: [...t.lanes].reverse()},
     margin: {t: 40, l: 140, r: 10}}, {displaylogo: false});
 }
 load();

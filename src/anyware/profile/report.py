@@ -137,8 +137,13 @@ def _slowest(reports: list[RankReport]) -> Slowest | None:
     for key in ("compute", "comm", "memory", "other", "idle"):
         mine = worst.per_step(worst.whole.parts()[key])
         extra[key] = mine - statistics.median(o.per_step(o.whole.parts()[key]) for o in others)
+    from anyware.profile.classify import Bucket, device_bucket, host_bucket
+
+    bucket_of = device_bucket if worst.mode == "device" else host_bucket
     deltas: dict[str, float] = {}
     for name, total in worst.totals.items():
+        if bucket_of(name) is Bucket.COMM:  # waiting in a collective is not extra work
+            continue
         base = statistics.median(o.per_step(o.totals.get(name, 0.0)) for o in others)
         deltas[name] = worst.per_step(total) - base
     ranked = sorted(deltas.items(), key=lambda kv: -kv[1])
