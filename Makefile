@@ -12,7 +12,7 @@ PIP_FLAGS    := --disable-pip-version-check -q $(if $(CONSTRAINTS),-c $(CONSTRAI
 PYTEST_ARGS  ?=
 LINT_DIRS    := $(wildcard src tests benchmarks examples)
 
-.PHONY: demo test lint typecheck pytest install clean
+.PHONY: demo test lint typecheck pytest install clean browser-deps
 
 $(STAMP): pyproject.toml constraints/cpu.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+# Browser tests drive Debian's chromium through Playwright; install it when missing and we may.
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && apt-get install -y -q chromium; fi
+
+pytest: $(STAMP) browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
