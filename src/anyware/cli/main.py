@@ -10,6 +10,7 @@ import typer
 
 from anyware import __version__
 from anyware.cli import demo, env, migrate, profile, run
+from anyware.cli import comm as comm_cli
 from anyware.cli import logs as logs_cli
 from anyware.cli import monitor as monitor_cli
 from anyware.cli import ops as ops_cli
@@ -50,6 +51,7 @@ app.add_typer(profile.app, name="profile")
 app.add_typer(logs_cli.app, name="logs")
 app.add_typer(monitor_cli.app, name="monitor")
 app.add_typer(ops_cli.app, name="ops")
+app.add_typer(comm_cli.app, name="comm")
 
 
 def main(argv: list[str] | None = None) -> None:

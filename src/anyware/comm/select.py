@@ -126,8 +126,8 @@ class CostModel:
 
 #: Measured on this machine (2 cores): shared-memory one-way 1–2.5 µs plus Python round
 #: overhead (~8 µs a round), ~4 GB/s per copy; gloo send/recv ~82 µs one way, ~2.3 GB/s.
-DEFAULT_SHM = Links(alpha_intra=10e-6, beta_intra=1 / 4e9)
-DEFAULT_P2P = Links(alpha_intra=82e-6, beta_intra=1 / 2.3e9)
+DEFAULT_SHM = Links(alpha_intra=10e-6, beta_intra=1 / 4e9, gamma=1 / 5e9)
+DEFAULT_P2P = Links(alpha_intra=82e-6, beta_intra=1 / 2.3e9, gamma=1 / 5e9)
 
 
 def choose(

@@ -91,6 +91,8 @@ class Communicator:
                     self.transport = shm
                     self.kind = TransportKind.SHM
         self.seq = 0
+        self.last_algo = ""
+        self._choices: dict[tuple[Collective, int, bool], Algorithm] = {}
         self._lock = threading.Lock()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._pending: list[concurrent.futures.Future[Any]] = []
@@ -118,17 +120,30 @@ class Communicator:
         if not calibrate or self.world < 2:
             return CostModel(links=base)
         alpha, beta = self.ping_pong()
+        gamma = self.local_copy_cost()
         if self.kind is TransportKind.HYBRID and 1 not in self.local:
             links = Links(
                 alpha_intra=base.alpha_intra, beta_intra=base.beta_intra, alpha_inter=alpha,
-                beta_inter=beta, ranks_per_host=base.ranks_per_host,
+                beta_inter=beta, ranks_per_host=base.ranks_per_host, gamma=gamma,
             )
         else:
             links = Links(
                 alpha_intra=alpha, beta_intra=beta, alpha_inter=base.alpha_inter,
-                beta_inter=base.beta_inter, ranks_per_host=base.ranks_per_host,
+                beta_inter=base.beta_inter, ranks_per_host=base.ranks_per_host, gamma=gamma,
             )
         return CostModel(links=links, source="ping-pong")
+
+    def local_copy_cost(self, nbytes: int = 4 << 20) -> float:
+        """γ: seconds per byte of a local copy, agreed by all ranks (rank 0's figure)."""
+        a, b = torch.empty(nbytes, dtype=torch.uint8), torch.ones(nbytes, dtype=torch.uint8)
+        a.copy_(b)
+        t0 = time.perf_counter()
+        for _ in range(3):
+            a.copy_(b)
+        g = torch.tensor([(time.perf_counter() - t0) / (3 * nbytes)], dtype=torch.float64)
+        self.execute(Collective.BROADCAST, Args(rank=self.rank, world=self.world, count=1, root=0, itemsize=8),
+                     {Buf.IN: g, Buf.OUT: g}, ReduceOp.SUM, algo="binomial", bump=False)
+        return float(g[0])
 
     def ping_pong(self, small: int = 8, big: int = 1 << 20, reps: int = 20) -> tuple[float, float]:
         """One-way (α, β) between ranks 0 and 1, measured on this transport, agreed by all."""
@@ -170,7 +185,14 @@ class Communicator:
             if reason:
                 raise ValueError(f"{coll.value} algorithm {chosen.name!r} {reason}")
             return chosen
-        return choose(coll, args, nbytes, self.cost, self.overrides)
+        uniform = len(set(args.send_counts) | set(args.recv_counts)) <= 1
+        key = (coll, nbytes, uniform)
+        hit = self._choices.get(key)
+        if hit is None:
+            if len(self._choices) > 4096:
+                self._choices.clear()
+            hit = self._choices[key] = choose(coll, args, nbytes, self.cost, self.overrides)
+        return hit
 
     def execute(
         self,
@@ -189,6 +211,7 @@ class Communicator:
         if coll in (Collective.REDUCE_SCATTER,):
             nbytes = buffers[Buf.IN].numel() * buffers[Buf.IN].element_size()
         chosen = self.pick(coll, args, nbytes, algo)
+        self.last_algo = chosen.name
         sched = build(chosen, args)
         buffers[Buf.TMP] = torch.empty(
             sched.tmp_count, dtype=dtype, device=buffers[Buf.IN].device

@@ -66,6 +66,9 @@ class Links:
     beta_inter: float = 0.0
     ranks_per_host: int = 0
     """0: every rank on one host (only the intra parameters matter)."""
+    gamma: float = 0.0
+    """Seconds per byte of a local copy (staging, packing): on CPU transports local memory
+    traffic costs as much as the transfer itself, so algorithms that repack data pay it."""
 
     def flat(self, world: int) -> tuple[float, float]:
         """The (α, β) a flat algorithm sees: the slowest link it crosses."""

@@ -76,7 +76,7 @@ def build_bruck(a: Args) -> Schedule:
 
 def cost_pairwise(p: int, n: float, links: Links) -> float:
     al, be = links.flat(p)
-    return (p - 1) * (al + n / p * be)
+    return (p - 1) * (al + n / p * be) + links.gamma * n / p
 
 
 def cost_bruck(p: int, n: float, links: Links) -> float:
@@ -88,7 +88,7 @@ def cost_bruck(p: int, n: float, links: Links) -> float:
         blocks = sum(1 for i in range(p) if i & d)
         total += al + n * blocks / p * be
         d <<= 1
-    return total
+    return total + links.gamma * n * (2 + (p - 1).bit_length())  # rotations, pack, unpack
 
 
 register(

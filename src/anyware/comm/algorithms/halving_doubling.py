@@ -181,7 +181,7 @@ def cost_rs(p: int, n: float, links: Links) -> float:
     al, be = links.flat(p)
     p2, e = fold(p)
     extra = (al + n * be) + (al + n / p * be) if e else 0.0
-    return _log2(p) * al + (p2 - 1) / p2 * n * be + extra
+    return _log2(p) * al + (p2 - 1) / p2 * n * be + extra + links.gamma * n * (1 + 1 / p)
 
 
 register(

@@ -101,8 +101,10 @@ def cost_allreduce(p: int, n: float, links: Links) -> float:
 
 def cost_alltoall(p: int, n: float, links: Links) -> float:
     R, H = _levels(p, links)
-    return (R - 1) * (links.alpha_intra + n / R * links.beta_intra) + (H - 1) * (
-        links.alpha_inter + n / H * links.beta_inter
+    return (
+        (R - 1) * (links.alpha_intra + n / R * links.beta_intra)
+        + (H - 1) * (links.alpha_inter + n / H * links.beta_inter)
+        + links.gamma * n * 3  # staging area, packing per peer, final placement
     )
 
 

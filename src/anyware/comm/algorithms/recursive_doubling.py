@@ -49,7 +49,7 @@ def cost_allreduce(p: int, n: float, links: Links) -> float:
     al, be = links.flat(p)
     p2, e = fold(p)
     steps = (p2.bit_length() - 1) + (2 if e else 0)
-    return steps * (al + n * be)
+    return steps * (al + n * be) + (p2.bit_length() - 1) * n * links.gamma  # staged rounds
 
 
 register(

@@ -80,7 +80,7 @@ def cost_allreduce(p: int, n: float, links: Links) -> float:
 
 def cost_half(p: int, n: float, links: Links) -> float:
     al, be = links.flat(p)
-    return (p - 1) * (al + n / p * be)
+    return (p - 1) * (al + n / p * be) + links.gamma * n * (1 + 1 / p)
 
 
 register(

@@ -114,7 +114,7 @@ def cost_dbt(p: int, n: float, links: Links) -> float:
     al, be = links.flat(p)
     k = chunks_for(n / 2)
     h = _heights(p)[0][0]
-    return (k + 2 * h - 1) * (al + n * be / k)
+    return (k + 2 * h - 1) * (al + n * be / k) + links.gamma * n  # two children: staged
 
 
 def _binomial_broadcast(b: Builder, v: int, p: int, root: int, span: Span, r0: int = 0) -> int:
@@ -184,7 +184,7 @@ def _chain(a: Args, *, down: bool) -> Schedule:
 
 def cost_binomial(p: int, n: float, links: Links) -> float:
     al, be = links.flat(p)
-    return (p - 1).bit_length() * (al + n * be)
+    return (p - 1).bit_length() * (al + n * be) + links.gamma * n
 
 
 def cost_chain(p: int, n: float, links: Links) -> float:
@@ -192,7 +192,7 @@ def cost_chain(p: int, n: float, links: Links) -> float:
         return 0.0
     al, be = links.flat(p)
     k = chunks_for(n)
-    return (k + p - 2) * (al + n * be / k)
+    return (k + p - 2) * (al + n * be / k) + links.gamma * n
 
 
 register(

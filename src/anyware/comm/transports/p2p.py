@@ -120,10 +120,14 @@ class P2PTransport:
         self, pend: Pending, rnd: Round, buffers: dict[Buf, torch.Tensor], header: Header
     ) -> list[tuple[int, torch.Tensor]]:
         """Wait for the round's messages; return (receive index, data) after checking headers."""
+        # Headers first, then post the large payloads' receives, *then* wait for our own sends:
+        # gloo completes a large send only once the peer posted its receive.
         for w, peer, is_recv in pend.works:
-            self._wait(w, peer, is_recv, header)
-        out, error = [], None
-        for i, pkt in pend.packets:  # fetch every announced payload before raising anything
+            if is_recv:
+                self._wait(w, peer, is_recv, header)
+        later: list[tuple[int, torch.Tensor, Any]] = []
+        payloads: dict[int, torch.Tensor] = {}
+        for i, pkt in pend.packets:
             rv = rnd.recvs[i]
             got = pkt[:HEADER_BYTES].view(torch.int64).tolist()
             assert len(got) == HEADER_WORDS
@@ -131,15 +135,25 @@ class P2PTransport:
             if sent > INLINE:
                 payload = torch.empty(sent, dtype=torch.uint8, device=self.device)
                 w = dist.irecv(payload, group=self.group, group_src=rv.peer, tag=1)
-                self._wait(w, rv.peer, True, header)
+                later.append((rv.peer, payload, w))
             else:
                 payload = pkt[HEADER_BYTES : HEADER_BYTES + sent]
+            payloads[i] = payload
+        for w, peer, is_recv in pend.works:
+            if not is_recv:
+                self._wait(w, peer, is_recv, header)
+        for peer, _, w in later:
+            self._wait(w, peer, True, header)
+        out, error = [], None
+        for i, pkt in pend.packets:  # every announced payload arrived: now judge the headers
+            rv = rnd.recvs[i]
+            got = pkt[:HEADER_BYTES].view(torch.int64).tolist()
             try:
                 header.check(got, rv.span.count, me=self.rank, peer=rv.peer)
             except CommMismatchError as e:
                 error = error or e
                 continue
-            out.append((i, payload.view(buffers[rv.span.buf].dtype)))
+            out.append((i, payloads[i].view(buffers[rv.span.buf].dtype)))
         if error is not None:
             raise error
         return out
