@@ -26,8 +26,17 @@ from anyware.ops._registry import (
 from anyware.ops.cross_entropy import cross_entropy, cross_entropy_reference
 from anyware.ops.embedding_bag import embedding_bag, embedding_bag_reference
 from anyware.ops.flash_attention import flash_attention, flash_attention_reference
+from anyware.ops.grouped_matmul import grouped_matmul, grouped_matmul_reference
 from anyware.ops.hadamard import hadamard, hadamard_reference
 from anyware.ops.matmul import matmul, matmul_reference
+from anyware.ops.moe_permute import (
+    moe_align,
+    moe_permute,
+    moe_permute_reference,
+    moe_unpermute,
+    moe_unpermute_reference,
+)
+from anyware.ops.moe_route import moe_route, moe_route_reference
 from anyware.ops.override import Usage, disable, enable, enabled, use
 from anyware.ops.rms_norm import rms_norm, rms_norm_reference
 from anyware.ops.rope import rope, rope_reference
@@ -52,10 +61,19 @@ __all__ = [
     "flash_attention",
     "flash_attention_reference",
     "get_op",
+    "grouped_matmul",
+    "grouped_matmul_reference",
     "hadamard",
     "hadamard_reference",
     "matmul",
     "matmul_reference",
+    "moe_align",
+    "moe_permute",
+    "moe_permute_reference",
+    "moe_route",
+    "moe_route_reference",
+    "moe_unpermute",
+    "moe_unpermute_reference",
     "op_names",
     "rms_norm",
     "rms_norm_reference",
