@@ -64,3 +64,13 @@ def test_rank_and_host_from_names_and_prefixes() -> None:
     assert line_rank("[Rank 4] Watchdog caught collective operation timeout") == 4
     assert line_time("2026-01-01T00:00:01.5+01:00 x") == pytest.approx(1767225601.5 - 3600)
     assert line_time("no time here") is None
+
+
+def test_blocks_are_whole_lines_and_keep_a_final_partial_line(tmp_path: Path) -> None:
+    data = b"".join(b"line %d\n" % i for i in range(5000)) + b"last without newline"
+    p = tmp_path / "rank0.log"
+    p.write_bytes(data)
+    blocks = list(iter_blocks(discover([p])[0], block_bytes=4096))
+    assert b"".join(blocks) == data
+    assert all(b.endswith(b"\n") for b in blocks[:-1])
+    assert blocks[-1].endswith(b"last without newline") and len(blocks[-1]) > 100

@@ -132,3 +132,33 @@ def test_miner_is_stable_across_blocks() -> None:
     assert m.templates[a[0]].text == "open <*> now"
     b = m.add(["open file_z now"])
     assert b[0] == a[0]
+
+
+def test_small_blocks_give_the_same_parse_as_one_block(loghub: Path, tmp_path: Path) -> None:
+    src = loghub / "OpenSSH" / "OpenSSH_2k.log"
+    kw = {"log_format": KNOWN_FORMATS["OpenSSH"], "masks": LOGHUB_MASKS["OpenSSH"]}
+    parse_file(src, out=tmp_path / "one.csv", **kw)
+    parse_file(src, out=tmp_path / "many.csv", block_bytes=8 << 10, **kw)
+    one, many = _rows(tmp_path / "one.csv"), _rows(tmp_path / "many.csv")
+    assert [r["LineId"] for r in many] == [str(i) for i in range(1, 2001)]
+    assert [r["Content"] for r in one] == [r["Content"] for r in many]
+    truth = [t["EventId"] for t in _rows(loghub / "OpenSSH" / "OpenSSH_2k.log_structured.csv")]
+    assert grouping_scores(truth, [r["EventId"] for r in many])[0] >= 0.95
+
+
+def test_many_distinct_shapes_take_the_regex_path(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(0)
+    words = ["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa"]
+    lines = [
+        f"2026-01-01 00:00:00,000 INFO [w] fetched {rng.choice(words)}{rng.choice(words)}"
+        f"{rng.choice(words)} from cache"
+        for _ in range(3000)
+    ]
+    (tmp_path / "x.log").write_text("\n".join(lines))  # no final newline
+    s = parse_file(tmp_path / "x.log", out=tmp_path / "x.csv", log_format="auto")
+    rows = _rows(tmp_path / "x.csv")
+    assert s["lines"] == len(rows) == 3000
+    assert {r["EventTemplate"] for r in rows} == {"fetched <*> from cache"}
+    assert rows[-1]["Content"] == lines[-1].split("] ", 1)[1]

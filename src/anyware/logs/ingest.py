@@ -140,6 +140,7 @@ def iter_blocks(
             on_error(f"{src.path}: cannot open ({e.strerror or e}; skipped)")
         return
     with f:
+        pending = b""
         while True:
             try:
                 data = f.read(block_bytes)
@@ -152,22 +153,29 @@ def iter_blocks(
                 break
             if not data:
                 break
-            data = carry + data
+            # One read behind, so that a last line without a newline stays in the last block
+            # instead of becoming a one-line block of its own.
+            if pending:
+                data = pending + data
             cut = data.rfind(b"\n")
             if cut < 0:
                 if len(data) > MAX_LINE_BYTES:
+                    if carry:
+                        yield carry
                     yield data + b"\n"
-                    carry = b""
+                    carry = pending = b""
                 else:
-                    carry = data
+                    pending = data
                 continue
-            carry = data[cut + 1 :]
-            yield data[: cut + 1]
-            if len(carry) > MAX_LINE_BYTES:
-                yield carry + b"\n"
-                carry = b""
-    if carry:
-        yield carry
+            if carry:
+                yield carry
+            carry = data[: cut + 1]
+            pending = data[cut + 1 :]
+            if len(pending) > MAX_LINE_BYTES:
+                yield carry + pending + b"\n"
+                carry = pending = b""
+    if carry or pending:
+        yield carry + pending
 
 
 def block_lines(block: bytes) -> list[str | None]:

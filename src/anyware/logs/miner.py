@@ -117,14 +117,14 @@ class TemplateMiner:
                 tuple(w if f >= root else WILDCARD for w, f in zip(r, fs, strict=True))
             )
         if self.split_threshold > 0:
-            skeletons = self._split(masked, skeletons)
+            skeletons = self._split(masked, skeletons, counts)
         for k, (skel, c) in enumerate(zip(skeletons, counts, strict=True)):
             tid = self._intern(skel, delims)
             self.templates[tid].count += c
             out[members[k]] = tid
 
     def _split(
-        self, masked: list[list[str]], skeletons: list[tuple[str, ...]]
+        self, masked: list[list[str]], skeletons: list[tuple[str, ...]], counts: Sequence[int]
     ) -> list[tuple[str, ...]]:
         by_skel: dict[tuple[str, ...], list[int]] = defaultdict(list)
         for k, s in enumerate(skeletons):
@@ -134,8 +134,10 @@ class TemplateMiner:
             for pos, w in enumerate(skel):
                 if w != WILDCARD:
                     continue
-                values = {masked[k][pos] for k in ks}
-                if WILDCARD not in values and len(values) <= self.split_threshold:
+                support: Counter[str] = Counter()
+                for k in ks:
+                    support[masked[k][pos]] += counts[k]
+                if WILDCARD not in support and len(support) <= self.split_threshold:
                     for k in ks:
                         cells = list(out[k])
                         cells[pos] = masked[k][pos]
