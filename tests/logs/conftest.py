@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -14,21 +12,11 @@ REPO = Path(__file__).resolve().parents[2]
 LOGHUB = REPO.parent / "shared" / "data" / "loghub2k"
 
 
-def _load_corpus() -> ModuleType:
-    name = "anyware_bench_logs_corpus"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / "logs" / "corpus.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="session")
 def corpus() -> ModuleType:
-    return _load_corpus()
+    from anyware.logs import corpus
+
+    return corpus
 
 
 @pytest.fixture(scope="session")
