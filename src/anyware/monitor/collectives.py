@@ -58,6 +58,29 @@ def install_backward_patch() -> None:
     _installed.add("backward")
 
 
+def install_clip_patch() -> None:
+    """Reuse the total norm ``clip_grad_norm_`` returns: the script already paid for it."""
+    if "clip" in _installed:
+        return
+    from torch.nn.utils import clip_grad
+
+    original: Any = clip_grad.clip_grad_norm_
+
+    @functools.wraps(original)
+    def clip_grad_norm_(*args: Any, **kwargs: Any) -> Any:
+        total = original(*args, **kwargs)
+        mon = collector._ACTIVE
+        if mon is not None:
+            mon.on_clip_grad_norm(total)
+        return total
+
+    import torch.nn.utils
+
+    clip_grad.clip_grad_norm_ = clip_grad_norm_
+    torch.nn.utils.clip_grad_norm_ = clip_grad_norm_
+    _installed.add("clip")
+
+
 def _wrap(op: str, fn: Any) -> Any:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -39,6 +39,9 @@ class MonitorConfig:
     """Most bytes this rank's JSONL may grow to; beyond it (or on a full disk) one warning."""
     stats_every: int = 10
     """Update/parameter ratio every this many steps (it copies the parameters once)."""
+    grad_norm_every: int = 1
+    """Gradient norm every this many steps (a fused norm over all gradients; 1 catches a
+    non-finite gradient on its own step). A norm from ``clip_grad_norm_`` is reused for free."""
     flops_per_step: float | None = None
     """Training FLOPs of one step on this rank; with ``peak_flops`` gives MFU."""
     peak_flops: float | None = None
@@ -55,7 +58,7 @@ class MonitorConfig:
             raise ValueError(
                 f"MonitorConfig.ship_hz must be within {MIN_SHIP_HZ:g}-{MAX_SHIP_HZ:g}, got {self.ship_hz}"
             )
-        for name in ("ring_size", "spool_bytes", "disk_bytes", "stats_every"):
+        for name in ("ring_size", "spool_bytes", "disk_bytes", "stats_every", "grad_norm_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(
                     f"MonitorConfig.{name} must be positive, got {getattr(self, name)}"
