@@ -18,6 +18,7 @@ from rich.console import Console
 SECTIONS: list[tuple[str, str]] = [
     ("Environment", "anyware.demo.environment:run"),
     ("Training a tiny transformer", "anyware.demo.train:run"),
+    ("Operator library: the model on anyware.ops", "anyware.demo.ops:run"),
     ("Reading the logs of a failing run", "anyware.demo.logs:run"),
 ]
 
