@@ -52,6 +52,7 @@ def scale_shape(shape: tuple[int, ...], block: BlockShape) -> tuple[int, ...]:
 
 def block_amax(x: torch.Tensor, block: BlockShape) -> tuple[torch.Tensor, torch.Tensor]:
     """``(amax of the finite |x| per block, whether the block holds a NaN/Inf)`` in fp32."""
+    scale_shape(tuple(x.shape), block)  # rejects shapes the block cannot tile
     a = x.float().abs()
     bad = ~torch.isfinite(a)
     a = torch.where(bad, torch.zeros_like(a), a)

@@ -34,6 +34,7 @@ import torch
 from anyware.formats.spec import ElementFormat
 
 _LUT_CACHE: dict[str, torch.Tensor] = {}
+_TORCH_FP8: dict[str, torch.dtype] = {"e4m3": torch.float8_e4m3fn, "e5m2": torch.float8_e5m2}
 
 
 def encode_reference(x: torch.Tensor, fmt: ElementFormat, *, saturate: bool = True) -> torch.Tensor:
@@ -93,6 +94,23 @@ def _encode_int(v: torch.Tensor, fmt: ElementFormat) -> torch.Tensor:
     return (n.to(torch.int64) & ((1 << fmt.bits) - 1)).to(torch.uint8)
 
 
+def encode(x: torch.Tensor, fmt: ElementFormat, *, saturate: bool = True) -> torch.Tensor:
+    """``encode_reference``, through torch's own FP8 casts where torch has the dtype.
+
+    torch's E4M3fn cast saturates and its E5M2 cast overflows to Inf, as documented above; both
+    are tested bit-exact against the reference. A float64 input is first rounded to fp32, which
+    is exact for every caller here (fp32 values scaled by a power of two whose result is either
+    an fp32 normal or far below the format's smallest subnormal).
+    """
+    dt = _TORCH_FP8.get(fmt.name)
+    if dt is None:
+        return encode_reference(x, fmt, saturate=saturate)
+    y = x.float()
+    if saturate and fmt.has_inf:
+        y = torch.where(torch.isinf(y), y, y.clamp(-fmt.max_value, fmt.max_value))
+    return y.to(dt).view(torch.uint8)
+
+
 def code_values(fmt: ElementFormat) -> torch.Tensor:
     """fp32 value of every code ``0 .. 2^bits - 1`` (the decode table)."""
     cached = _LUT_CACHE.get(fmt.name + str(fmt.int_scale))
@@ -126,10 +144,13 @@ def decode(codes: torch.Tensor, fmt: ElementFormat) -> torch.Tensor:
     """fp32 values of the uint8 ``codes`` (a table lookup: every format has ≤ 256 codes)."""
     if codes.dtype != torch.uint8:
         raise TypeError(f"decode expects uint8 codes, got {codes.dtype}")
+    dt = _TORCH_FP8.get(fmt.name)
+    if dt is not None:  # torch's widening cast is exact; the table is tested equal to it
+        return codes.view(dt).float()
     lut = code_values(fmt).to(codes.device)
     return lut[codes.long() & ((1 << fmt.bits) - 1)]
 
 
 def cast_reference(x: torch.Tensor, fmt: ElementFormat, *, saturate: bool = True) -> torch.Tensor:
     """Round ``x`` to the nearest value of ``fmt`` (fp32 result): decode(encode(x))."""
-    return decode(encode_reference(x, fmt, saturate=saturate), fmt)
+    return decode(encode(x, fmt, saturate=saturate), fmt)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 
 from anyware.formats._blocks import BlockShape, block_amax, expand
-from anyware.formats.element import decode, encode_reference
+from anyware.formats.element import decode, encode
 from anyware.formats.spec import ElementFormat, Granularity
 
 #: FP8 block widths: DeepSeek-V3 / Transformer Engine use 128 along K.
@@ -89,7 +89,7 @@ def quantize_fp8(
         scale = fp8_scales(amax, fmt, pow2_scale=pow2_scale)
     scale = scale.float()
     full = expand(scale, tuple(xf.shape), block)
-    codes = encode_reference(xf / full, fmt, saturate=True)
+    codes = encode(xf / full, fmt, saturate=True)
     return codes, scale
 
 

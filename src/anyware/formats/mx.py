@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 
 from anyware.formats._blocks import BlockShape, block_amax, expand
-from anyware.formats.element import decode, encode_reference
+from anyware.formats.element import decode, encode
 from anyware.formats.fp8 import ceil_log2_ratio
 from anyware.formats.spec import E8M0_BIAS, E8M0_NAN, MX_BLOCK, ElementFormat, ScaleRounding
 
@@ -69,7 +69,7 @@ def quantize_mx(
     scaled = torch.ldexp(xf.double(), shift)
     block_bad = expand(bad, tuple(xf.shape), MX_BLOCK_SHAPE)
     scaled = torch.where(block_bad, torch.zeros_like(scaled), scaled)
-    return encode_reference(scaled, elem, saturate=True), scale_codes
+    return encode(scaled, elem, saturate=True), scale_codes
 
 
 def dequantize_mx(
