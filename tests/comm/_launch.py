@@ -24,7 +24,12 @@ def free_port() -> int:
 
 
 def launch(
-    scenario: str, world: int, tmp: Path, *, timeout: float = 60.0, env: dict[str, str] | None = None
+    scenario: str,
+    world: int,
+    tmp: Path,
+    *,
+    timeout: float = 60.0,
+    env: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``scenario`` on ``world`` ranks; return each rank's result (``{"error": ...}`` when
     the rank raised, ``{"exit": code}`` when it died without writing one)."""
@@ -55,7 +60,9 @@ def launch(
                 os.killpg(p.pid, signal.SIGKILL)
         for p in procs:
             p.wait()
-        raise AssertionError(f"{scenario} on {world} ranks did not finish in {timeout:g} s") from None
+        raise AssertionError(
+            f"{scenario} on {world} ranks did not finish in {timeout:g} s"
+        ) from None
     results = []
     for r, p in enumerate(procs):
         f = tmp / f"result{r}.json"

@@ -41,7 +41,11 @@ def same(got: torch.Tensor, want: torch.Tensor) -> str | None:
         return None if torch.equal(got, want) else f"max diff {(got - want).abs().max()}"
     tol = tolerance(got.dtype)
     ok = torch.isclose(got.double(), want.double(), rtol=tol.rtol, atol=tol.atol * 4)
-    return None if bool(ok.all()) else f"max diff {float((got.double() - want.double()).abs().max()):.3g}"
+    return (
+        None
+        if bool(ok.all())
+        else f"max diff {float((got.double() - want.double()).abs().max()):.3g}"
+    )
 
 
 def identical_everywhere(t: torch.Tensor, group: Any) -> bool:
@@ -262,7 +266,10 @@ def features(rank: int, world: int) -> dict[str, Any]:
     x, y = torch.randn(32, 8, generator=g), torch.randn(32, 4, generator=g)
     for m in (m1, m2):
         torch.nn.functional.mse_loss(m(x), y).backward()
-    diffs = [float((a.grad - b.grad).abs().max()) for a, b in zip(m1.parameters(), m2.parameters(), strict=True)]
+    diffs = [
+        float((a.grad - b.grad).abs().max())
+        for a, b in zip(m1.parameters(), m2.parameters(), strict=True)
+    ]
     out["ddp_max_grad_diff"] = max(diffs)
     # MoE: experts scale their rows by (e + 1); every rank routes its own tokens
     experts_n, topk = 2 * world, 2
@@ -285,7 +292,10 @@ SCENARIOS = {"matrix": matrix, "errors": errors, "die": die, "features": feature
 def main() -> None:
     scenario, rank, world, port, outdir = sys.argv[1], *map(int, sys.argv[2:5]), Path(sys.argv[5])
     dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
         timeout=datetime.timedelta(seconds=60),
     )
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from tests.comm._launch import launch
 
 pytestmark = pytest.mark.distributed
@@ -20,7 +19,9 @@ def test_every_algorithm_matches_torch_distributed(world: int, tmp_path: Path) -
     results = launch("matrix", world, tmp_path, timeout=140)
     for rank, r in enumerate(results):
         assert "fails" in r, f"rank {rank} crashed: {r}"
-        assert r["fails"] == [], f"rank {rank}: {len(r['fails'])} mismatches, first: {r['fails'][:5]}"
+        assert r["fails"] == [], (
+            f"rank {rank}: {len(r['fails'])} mismatches, first: {r['fails'][:5]}"
+        )
         assert r["checks"] > 500  # the matrix really ran
 
 
@@ -53,7 +54,11 @@ def test_killed_rank_is_named_and_leaves_no_segment(tmp_path: Path) -> None:
 @pytest.mark.timeout(90)
 def test_override_ddp_hook_and_moe(tmp_path: Path) -> None:
     results = launch(
-        "features", 3, tmp_path, timeout=80, env={"ANYWARE_COMM_ALGO": "allreduce:tree@<=1K,ring@>1K"}
+        "features",
+        3,
+        tmp_path,
+        timeout=80,
+        env={"ANYWARE_COMM_ALGO": "allreduce:tree@<=1K,ring@>1K"},
     )
     for r in results:
         assert "error" not in r, r

@@ -14,13 +14,18 @@ WORLDS = range(1, 10)
 COUNTS = (0, 1, 7, 67)
 
 
-def _case(coll: Collective, p: int, count: int, R: int) -> tuple[list[Args], list[dict[Buf, torch.Tensor]], list[torch.Tensor]]:
+def _case(
+    coll: Collective, p: int, count: int, R: int
+) -> tuple[list[Args], list[dict[Buf, torch.Tensor]], list[torch.Tensor]]:
     g = torch.Generator().manual_seed(p * 1000 + count)
     root = p // 2
     if coll is Collective.ALLTOALL:
         c = count % 11
         sc = (c,) * p
-        args = [Args(rank=r, world=p, send_counts=sc, recv_counts=sc, ranks_per_host=R) for r in range(p)]
+        args = [
+            Args(rank=r, world=p, send_counts=sc, recv_counts=sc, ranks_per_host=R)
+            for r in range(p)
+        ]
         ins = [torch.randint(0, 100, (p * c,), generator=g) for _ in range(p)]
         bufs = [{Buf.IN: ins[r], Buf.OUT: torch.full((p * c,), -1)} for r in range(p)]
         exp = [torch.cat([ins[s][r * c : (r + 1) * c] for s in range(p)]) for r in range(p)]
@@ -77,15 +82,30 @@ def test_uneven_alltoall_v() -> None:
     ins = [torch.arange(sum(send[r])) + 100 * r for r in range(p)]
     bufs = [{Buf.IN: ins[r], Buf.OUT: torch.full((sum(recv[r]),), -1)} for r in range(p)]
     algo = get("alltoall", "pairwise")
-    run_local([algo.build(Args(rank=r, world=p, send_counts=tuple(send[r]), recv_counts=tuple(recv[r]))) for r in range(p)], bufs)
+    run_local(
+        [
+            algo.build(
+                Args(rank=r, world=p, send_counts=tuple(send[r]), recv_counts=tuple(recv[r]))
+            )
+            for r in range(p)
+        ],
+        bufs,
+    )
     for r in range(p):
         pieces = []
         for s in range(p):
             off = sum(send[s][:r])
             pieces.append(ins[s][off : off + send[s][r]])
         assert torch.equal(bufs[r][Buf.OUT], torch.cat(pieces))
-    assert algo.unsupported(Args(rank=0, world=p, send_counts=tuple(send[0]), recv_counts=tuple(recv[0]))) is None
-    assert get("alltoall", "bruck").unsupported(Args(rank=0, world=p, send_counts=tuple(send[1]), recv_counts=tuple(recv[1])))
+    assert (
+        algo.unsupported(
+            Args(rank=0, world=p, send_counts=tuple(send[0]), recv_counts=tuple(recv[0]))
+        )
+        is None
+    )
+    assert get("alltoall", "bruck").unsupported(
+        Args(rank=0, world=p, send_counts=tuple(send[1]), recv_counts=tuple(recv[1]))
+    )
 
 
 def test_bounds_split_evenly() -> None:

@@ -65,5 +65,7 @@ def test_cost_model_round_trips_through_a_file(tmp_path: Path) -> None:
 
 
 def test_hierarchical_refuses_uneven_hosts() -> None:
-    reason = get("allreduce", "hierarchical").unsupported(Args(rank=0, world=6, count=4, ranks_per_host=4))
+    reason = get("allreduce", "hierarchical").unsupported(
+        Args(rank=0, world=6, count=4, ranks_per_host=4)
+    )
     assert reason is not None and "divisible" in reason

@@ -29,23 +29,41 @@ def test_simulation_equals_closed_forms_on_a_flat_network(p: int) -> None:
         if (coll, algo) in ESTIMATES:
             assert np.all((ratio > 0.45) & (ratio < 1.7)), (coll, algo, p, ratio)
             # the latency term is exact
-            assert np.isclose(simulate(topo, coll, algo, np.array([0.0]))[0], closed_form(topo, coll, algo, np.array([0.0]))[0])
+            assert np.isclose(
+                simulate(topo, coll, algo, np.array([0.0]))[0],
+                closed_form(topo, coll, algo, np.array([0.0]))[0],
+            )
         else:
             assert np.all(np.abs(ratio - 1) < 0.01), (coll, algo, p, ratio)
 
 
 @pytest.mark.parametrize(("p", "R"), [(16, 4), (32, 8), (12, 3)])
 def test_hierarchical_matches_its_two_level_formula(p: int, R: int) -> None:
-    topo = Topology(ranks=p, ranks_per_host=R, intra_bw=100e9, inter_bw=10e9, intra_latency=2e-6, inter_latency=8e-6)
+    topo = Topology(
+        ranks=p,
+        ranks_per_host=R,
+        intra_bw=100e9,
+        inter_bw=10e9,
+        intra_latency=2e-6,
+        inter_latency=8e-6,
+    )
     for coll in ("allreduce", "alltoall"):
-        sim, cf = simulate(topo, coll, "hierarchical", SIZES), closed_form(topo, coll, "hierarchical", SIZES)
+        sim, cf = (
+            simulate(topo, coll, "hierarchical", SIZES),
+            closed_form(topo, coll, "hierarchical", SIZES),
+        )
         assert np.allclose(sim, cf, rtol=0.01)
     # and it beats the flat ring once the slow links dominate
     big = np.array([1 << 28])
-    assert simulate(topo, "allreduce", "hierarchical", big)[0] < simulate(topo, "allreduce", "ring", big)[0]
+    assert (
+        simulate(topo, "allreduce", "hierarchical", big)[0]
+        < simulate(topo, "allreduce", "ring", big)[0]
+    )
 
 
-def _pattern_from_schedules(coll: str, algo: str, p: int, count: int) -> list[Counter[tuple[int, int]]]:
+def _pattern_from_schedules(
+    coll: str, algo: str, p: int, count: int
+) -> list[Counter[tuple[int, int]]]:
     a = get(coll, algo)
     extra = {"send_counts": (count,) * p, "recv_counts": (count,) * p} if coll == "alltoall" else {}
     scheds = [a.build(Args(rank=r, world=p, count=count, **extra)) for r in range(p)]
@@ -65,8 +83,13 @@ def _pattern_from_schedules(coll: str, algo: str, p: int, count: int) -> list[Co
 def test_simulated_rounds_are_the_schedules_rounds(p: int) -> None:
     """Total bytes per (sender, receiver) and the number of rounds agree with the builders."""
     count = 840  # divisible by every block count used here
-    for coll, algo in [("allreduce", "ring"), ("allreduce", "recursive_doubling"), ("allreduce", "halving_doubling"),
-                       ("alltoall", "pairwise"), ("alltoall", "bruck")]:
+    for coll, algo in [
+        ("allreduce", "ring"),
+        ("allreduce", "recursive_doubling"),
+        ("allreduce", "halving_doubling"),
+        ("alltoall", "pairwise"),
+        ("alltoall", "bruck"),
+    ]:
         real = _pattern_from_schedules(coll, algo, p, count if coll != "alltoall" else count // p)
         total_bytes = count if coll == "allreduce" else count // p * p
         topo = Topology(ranks=p)

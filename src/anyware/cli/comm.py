@@ -40,12 +40,24 @@ def _human(n: float) -> str:
 @app.command("bench", help="Time every op × algorithm × transport beside gloo (nccl-tests style).")
 def bench(
     nproc: Annotated[int, typer.Option(help="Ranks to start on this host.")] = 2,
-    ops: Annotated[str, typer.Option(help="Comma-separated: allreduce, alltoall, allgather, reduce_scatter.")] = "allreduce,alltoall",
-    sizes: Annotated[str, typer.Option(help="Comma-separated byte sizes (K/M/G suffixes).")] = "1K,64K,1M,16M",
+    ops: Annotated[
+        str, typer.Option(help="Comma-separated: allreduce, alltoall, allgather, reduce_scatter.")
+    ] = "allreduce,alltoall",
+    sizes: Annotated[
+        str, typer.Option(help="Comma-separated byte sizes (K/M/G suffixes).")
+    ] = "1K,64K,1M,16M",
     transports: Annotated[str, typer.Option(help="Comma-separated: shm, p2p.")] = "shm,p2p",
-    algos: Annotated[str, typer.Option(help="Only these algorithms ('auto' = the cost model's pick).")] = "",
-    json_out: Annotated[str | None, typer.Option("--json", help="Write the results as JSON to this file ('-': stdout).")] = None,
-    cost_out: Annotated[str | None, typer.Option(help="Save the calibrated cost model (for ANYWARE_COMM_COST_FILE).")] = None,
+    algos: Annotated[
+        str, typer.Option(help="Only these algorithms ('auto' = the cost model's pick).")
+    ] = "",
+    json_out: Annotated[
+        str | None,
+        typer.Option("--json", help="Write the results as JSON to this file ('-': stdout)."),
+    ] = None,
+    cost_out: Annotated[
+        str | None,
+        typer.Option(help="Save the calibrated cost model (for ANYWARE_COMM_COST_FILE)."),
+    ] = None,
 ) -> None:
     import tempfile
     from pathlib import Path
@@ -56,17 +68,34 @@ def bench(
     from anyware.comm.bench import BenchConfig, run
 
     try:
-        cfg = BenchConfig(nproc=nproc, ops=_list(ops), sizes=_sizes(sizes), transports=_list(transports),
-                          algos=_list(algos), cost_out=cost_out)
+        cfg = BenchConfig(
+            nproc=nproc,
+            ops=_list(ops),
+            sizes=_sizes(sizes),
+            transports=_list(transports),
+            algos=_list(algos),
+            cost_out=cost_out,
+        )
     except ValueError as e:
         fail(str(e))
-    with tempfile.TemporaryDirectory() as tmp, Progress(
-        TextColumn("comm bench"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), console=err_console, transient=True,
-    ) as bar:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Progress(
+            TextColumn("comm bench"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        ) as bar,
+    ):
         task = bar.add_task("bench", total=None)
         try:
-            result = run(cfg, Path(tmp) / "bench.json", progress=lambda i, n: bar.update(task, completed=i, total=n))
+            result = run(
+                cfg,
+                Path(tmp) / "bench.json",
+                progress=lambda i, n: bar.update(task, completed=i, total=n),
+            )
         except (RuntimeError, TimeoutError) as e:
             fail(f"comm bench failed: {e}")
     if json_out == "-":
@@ -82,14 +111,24 @@ def render_bench(result: dict[str, Any], console: Any) -> None:
 
     rows = result["results"]
     for op in dict.fromkeys(r["op"] for r in rows):
-        t = Table(title=f"{op}, {result['world_size']} ranks, float32 (time in µs, bandwidth in GB/s)", title_justify="left")
+        t = Table(
+            title=f"{op}, {result['world_size']} ranks, float32 (time in µs, bandwidth in GB/s)",
+            title_justify="left",
+        )
         for col in ("size", "transport", "algo", "time", "algbw", "busbw", "gloo", "ratio"):
             t.add_column(col, justify="left" if col in ("transport", "algo") else "right")
         for r in (x for x in rows if x["op"] == op):
             good = r["ratio"] <= 1
-            t.add_row(_human(r["bytes"]), r["transport"], r["algo"], f"{r['time_s'] * 1e6:,.1f}",
-                      f"{r['algbw_gbps']:.3f}", f"{r['busbw_gbps']:.3f}", f"{r['gloo_time_s'] * 1e6:,.1f}",
-                      f"[{'green' if good else 'red'}]{r['ratio']:.2f}×[/]")
+            t.add_row(
+                _human(r["bytes"]),
+                r["transport"],
+                r["algo"],
+                f"{r['time_s'] * 1e6:,.1f}",
+                f"{r['algbw_gbps']:.3f}",
+                f"{r['busbw_gbps']:.3f}",
+                f"{r['gloo_time_s'] * 1e6:,.1f}",
+                f"[{'green' if good else 'red'}]{r['ratio']:.2f}×[/]",
+            )
         console.print(t)
 
 
@@ -100,10 +139,17 @@ def simulate(
     intra_bw: Annotated[float, typer.Option(help="Per-rank intra-host bandwidth, GB/s.")] = 150.0,
     inter_bw: Annotated[float, typer.Option(help="Per-rank inter-host bandwidth, GB/s.")] = 25.0,
     latency: Annotated[float, typer.Option(help="Intra-host latency per message, µs.")] = 2.0,
-    inter_latency: Annotated[float | None, typer.Option(help="Inter-host latency, µs (default: 2.5 × --latency).")] = None,
+    inter_latency: Annotated[
+        float | None, typer.Option(help="Inter-host latency, µs (default: 2.5 × --latency).")
+    ] = None,
     ops: Annotated[str, typer.Option(help="Comma-separated collectives.")] = "allreduce,alltoall",
-    sizes: Annotated[str, typer.Option(help="Comma-separated byte sizes.")] = "8,1K,64K,1M,16M,256M,1G",
-    json_out: Annotated[str | None, typer.Option("--json", help="Write the predictions as JSON to this file ('-': stdout).")] = None,
+    sizes: Annotated[
+        str, typer.Option(help="Comma-separated byte sizes.")
+    ] = "8,1K,64K,1M,16M,256M,1G",
+    json_out: Annotated[
+        str | None,
+        typer.Option("--json", help="Write the predictions as JSON to this file ('-': stdout)."),
+    ] = None,
 ) -> None:
     import time
 
@@ -113,9 +159,14 @@ def simulate(
     from anyware.comm import simulate as sim
 
     try:
-        topo = sim.Topology(ranks=ranks, ranks_per_host=ranks_per_host if ranks_per_host < ranks else 0,
-                            intra_bw=intra_bw * 1e9, inter_bw=inter_bw * 1e9, intra_latency=latency * 1e-6,
-                            inter_latency=(inter_latency if inter_latency is not None else 2.5 * latency) * 1e-6)
+        topo = sim.Topology(
+            ranks=ranks,
+            ranks_per_host=ranks_per_host if ranks_per_host < ranks else 0,
+            intra_bw=intra_bw * 1e9,
+            inter_bw=inter_bw * 1e9,
+            intra_latency=latency * 1e-6,
+            inter_latency=(inter_latency if inter_latency is not None else 2.5 * latency) * 1e-6,
+        )
     except ValueError as e:
         fail(str(e))
     colls = _list(ops)
@@ -133,8 +184,16 @@ def simulate(
             times = sim.simulate(topo, c, a, n)
             for size, t in zip(n, times, strict=True):
                 algbw = size / t / 1e9 if t > 0 else 0.0
-                out["results"].append({"op": c, "algo": a, "bytes": int(size), "time_s": float(t),
-                                       "algbw_gbps": algbw, "busbw_gbps": algbw * float(sim.BUSBW[c](ranks))})
+                out["results"].append(
+                    {
+                        "op": c,
+                        "algo": a,
+                        "bytes": int(size),
+                        "time_s": float(t),
+                        "algbw_gbps": algbw,
+                        "busbw_gbps": algbw * float(sim.BUSBW[c](ranks)),
+                    }
+                )
     out["seconds"] = time.perf_counter() - t0
     if json_out == "-":
         emit_json(out)
@@ -143,14 +202,25 @@ def simulate(
 
     for c in colls:
         rows = [r for r in out["results"] if r["op"] == c]
-        best = {s: min((r for r in rows if r["bytes"] == s), key=lambda r: r["time_s"])["algo"] for s in {r["bytes"] for r in rows}}
-        t = Table(title=f"{c}: {ranks} ranks, {topo.local} per host (predicted; ★ = fastest)", title_justify="left")
+        best = {
+            s: min((r for r in rows if r["bytes"] == s), key=lambda r: r["time_s"])["algo"]
+            for s in {r["bytes"] for r in rows}
+        }
+        t = Table(
+            title=f"{c}: {ranks} ranks, {topo.local} per host (predicted; ★ = fastest)",
+            title_justify="left",
+        )
         for col in ("size", "algo", "time (µs)", "algbw (GB/s)", "busbw (GB/s)"):
             t.add_column(col, justify="left" if col == "algo" else "right")
         for r in sorted(rows, key=lambda r: (r["bytes"], r["time_s"])):
             star = " ★" if best[r["bytes"]] == r["algo"] else ""
-            t.add_row(_human(r["bytes"]), r["algo"] + star, f"{r['time_s'] * 1e6:,.1f}",
-                      f"{r['algbw_gbps']:.2f}", f"{r['busbw_gbps']:.2f}")
+            t.add_row(
+                _human(r["bytes"]),
+                r["algo"] + star,
+                f"{r['time_s'] * 1e6:,.1f}",
+                f"{r['algbw_gbps']:.2f}",
+                f"{r['busbw_gbps']:.2f}",
+            )
         console.print(t)
     console.print(f"simulated {len(out['results'])} points in {out['seconds']:.2f} s")
     if json_out:

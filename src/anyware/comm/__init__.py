@@ -38,8 +38,16 @@ __all__ = [
 ]
 
 _API = {
-    "Work", "all_gather", "all_reduce", "all_to_all", "barrier", "broadcast", "communicator",
-    "destroy", "reduce", "reduce_scatter",
+    "Work",
+    "all_gather",
+    "all_reduce",
+    "all_to_all",
+    "barrier",
+    "broadcast",
+    "communicator",
+    "destroy",
+    "reduce",
+    "reduce_scatter",
 }
 
 

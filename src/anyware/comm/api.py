@@ -17,9 +17,9 @@ import torch
 import torch.distributed as dist
 
 from anyware.comm.algorithms import Args, Collective
-from anyware.comm.state import Communicator
 from anyware.comm.reduce_ops import ReduceOp, check_dtype, parse_op
 from anyware.comm.schedule import Buf
+from anyware.comm.state import Communicator
 
 _COMMS: dict[int, Communicator] = {}
 
@@ -75,7 +75,11 @@ def _flat(t: torch.Tensor, name: str) -> tuple[torch.Tensor, Callable[[], None]]
     if t.is_contiguous():
         return t.view(-1), lambda: None
     flat = t.contiguous().view(-1)
-    return flat, lambda: t.copy_(flat.view_as(t))
+
+    def back() -> None:
+        t.copy_(flat.view_as(t))
+
+    return flat, back
 
 
 def _launch(
@@ -98,10 +102,23 @@ def all_reduce(
     check_dtype(rop, tensor.dtype)
     comm = communicator(group)
     flat, back = _flat(tensor, "tensor")
-    args = Args(rank=comm.rank, world=comm.world, count=flat.numel(), itemsize=flat.element_size(), ranks_per_host=comm.ranks_per_host)
+    args = Args(
+        rank=comm.rank,
+        world=comm.world,
+        count=flat.numel(),
+        itemsize=flat.element_size(),
+        ranks_per_host=comm.ranks_per_host,
+    )
 
     def body() -> str:
-        name = comm.execute(Collective.ALLREDUCE, args, {Buf.IN: flat, Buf.OUT: flat}, rop, algo=algo, numel=flat.numel())
+        name = comm.execute(
+            Collective.ALLREDUCE,
+            args,
+            {Buf.IN: flat, Buf.OUT: flat},
+            rop,
+            algo=algo,
+            numel=flat.numel(),
+        )
         if rop is ReduceOp.AVG:
             flat.div_(comm.world)
         back()
@@ -125,10 +142,19 @@ def reduce(
     comm = communicator(group)
     _check_root(dst, comm.world, "dst")
     flat, back = _flat(tensor, "tensor")
-    args = Args(rank=comm.rank, world=comm.world, count=flat.numel(), root=dst, itemsize=flat.element_size())
+    args = Args(
+        rank=comm.rank, world=comm.world, count=flat.numel(), root=dst, itemsize=flat.element_size()
+    )
 
     def body() -> str:
-        name = comm.execute(Collective.REDUCE, args, {Buf.IN: flat, Buf.OUT: flat}, rop, algo=algo, numel=flat.numel())
+        name = comm.execute(
+            Collective.REDUCE,
+            args,
+            {Buf.IN: flat, Buf.OUT: flat},
+            rop,
+            algo=algo,
+            numel=flat.numel(),
+        )
         if comm.rank == dst:
             if rop is ReduceOp.AVG:
                 flat.div_(comm.world)
@@ -150,10 +176,19 @@ def broadcast(
     comm = communicator(group)
     _check_root(src, comm.world, "src")
     flat, back = _flat(tensor, "tensor")
-    args = Args(rank=comm.rank, world=comm.world, count=flat.numel(), root=src, itemsize=flat.element_size())
+    args = Args(
+        rank=comm.rank, world=comm.world, count=flat.numel(), root=src, itemsize=flat.element_size()
+    )
 
     def body() -> str:
-        name = comm.execute(Collective.BROADCAST, args, {Buf.IN: flat, Buf.OUT: flat}, ReduceOp.SUM, algo=algo, numel=flat.numel())
+        name = comm.execute(
+            Collective.BROADCAST,
+            args,
+            {Buf.IN: flat, Buf.OUT: flat},
+            ReduceOp.SUM,
+            algo=algo,
+            numel=flat.numel(),
+        )
         back()
         return name
 
@@ -166,7 +201,11 @@ def _check_root(root: int, world: int, name: str) -> None:
 
 
 def _gather_out(
-    output: torch.Tensor | Sequence[torch.Tensor], world: int, block: int, like: torch.Tensor, name: str
+    output: torch.Tensor | Sequence[torch.Tensor],
+    world: int,
+    block: int,
+    like: torch.Tensor,
+    name: str,
 ) -> tuple[torch.Tensor, Callable[[], None]]:
     """(flat world×block buffer, write-back) for a tensor or a list of ``world`` tensors."""
     if isinstance(output, torch.Tensor):
@@ -207,7 +246,14 @@ def all_gather(
     args = Args(rank=comm.rank, world=comm.world, count=inp.numel(), itemsize=inp.element_size())
 
     def body() -> str:
-        name = comm.execute(Collective.ALLGATHER, args, {Buf.IN: inp, Buf.OUT: out}, ReduceOp.SUM, algo=algo, numel=inp.numel())
+        name = comm.execute(
+            Collective.ALLGATHER,
+            args,
+            {Buf.IN: inp, Buf.OUT: out},
+            ReduceOp.SUM,
+            algo=algo,
+            numel=inp.numel(),
+        )
         back()
         return name
 
@@ -237,13 +283,22 @@ def reduce_scatter(
             f"input must be world_size × {block} elements of {output.dtype} (one tensor or "
             f"{p} tensors), got {[(tuple(t.shape), str(t.dtype)) for t in parts]}"
         )
-    inp = _flat(parts[0], "input")[0] if len(parts) == 1 and want == [p * block] else (
-        torch.cat([t.reshape(-1) for t in parts])
+    inp = (
+        _flat(parts[0], "input")[0]
+        if len(parts) == 1 and want == [p * block]
+        else (torch.cat([t.reshape(-1) for t in parts]))
     )
     args = Args(rank=comm.rank, world=comm.world, count=out.numel(), itemsize=out.element_size())
 
     def body() -> str:
-        name = comm.execute(Collective.REDUCE_SCATTER, args, {Buf.IN: inp, Buf.OUT: out}, rop, algo=algo, numel=out.numel())
+        name = comm.execute(
+            Collective.REDUCE_SCATTER,
+            args,
+            {Buf.IN: inp, Buf.OUT: out},
+            rop,
+            algo=algo,
+            numel=out.numel(),
+        )
         if rop is ReduceOp.AVG:
             out.div_(comm.world)
         back()
@@ -276,7 +331,9 @@ def all_to_all(
     send = _splits(input_split_sizes, input, p, "input")
     recv = _splits(output_split_sizes, output, p, "output")
     if input.dim() and output.dim() and input.shape[1:] != output.shape[1:]:
-        raise ValueError(f"input rows {tuple(input.shape[1:])} differ from output rows {tuple(output.shape[1:])}")
+        raise ValueError(
+            f"input rows {tuple(input.shape[1:])} differ from output rows {tuple(output.shape[1:])}"
+        )
     args = Args(
         rank=comm.rank,
         world=p,
@@ -289,7 +346,14 @@ def all_to_all(
     chosen = algo if algo is not None or not given else "pairwise"  # ranks must agree
 
     def body() -> str:
-        name = comm.execute(Collective.ALLTOALL, args, {Buf.IN: inp, Buf.OUT: out}, ReduceOp.SUM, algo=chosen, numel=0)
+        name = comm.execute(
+            Collective.ALLTOALL,
+            args,
+            {Buf.IN: inp, Buf.OUT: out},
+            ReduceOp.SUM,
+            algo=chosen,
+            numel=0,
+        )
         back()
         return name
 
@@ -300,11 +364,15 @@ def _splits(sizes: Sequence[int] | None, t: torch.Tensor, p: int, name: str) -> 
     rows = t.shape[0] if t.dim() else t.numel()
     if sizes is None:
         if rows % p:
-            raise ValueError(f"{name} has {rows} rows, not divisible by the world size {p}; pass {name}_split_sizes")
+            raise ValueError(
+                f"{name} has {rows} rows, not divisible by the world size {p}; pass {name}_split_sizes"
+            )
         return [rows // p] * p
     sizes = [int(s) for s in sizes]
     if len(sizes) != p or any(s < 0 for s in sizes) or sum(sizes) != rows:
-        raise ValueError(f"{name}_split_sizes {sizes} must be {p} non-negative sizes summing to {rows} (the rows of {name})")
+        raise ValueError(
+            f"{name}_split_sizes {sizes} must be {p} non-negative sizes summing to {rows} (the rows of {name})"
+        )
     return sizes
 
 

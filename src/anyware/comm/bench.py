@@ -70,10 +70,13 @@ class Row:
 def _factor(op: str, p: int) -> float:
     from anyware.comm.simulate.engine import BUSBW
 
-    return float(BUSBW[op](p))
+    factor: Callable[[int], float] = BUSBW[op]
+    return float(factor(p))
 
 
-def _calls(op: str, nbytes: int, p: int, group: Any, algo: str | None) -> tuple[Callable[[], None], Callable[[], None]]:
+def _calls(
+    op: str, nbytes: int, p: int, group: Any, algo: str | None
+) -> tuple[Callable[[], None], Callable[[], None]]:
     """(ours, gloo's) for one op and size, on preallocated fp32 buffers."""
     import torch
     import torch.distributed as dist
@@ -119,7 +122,10 @@ def worker(rank: int, world: int, port: int, out: Path, cfg: BenchConfig) -> Non
 
     torch.set_num_threads(1)
     dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
         timeout=datetime.timedelta(seconds=120),
     )
     groups: dict[str, Any] = {}
@@ -130,7 +136,7 @@ def worker(rank: int, world: int, port: int, out: Path, cfg: BenchConfig) -> Non
         models[t] = comm.communicator(g, transport=t).cost
     if rank == 0 and cfg.cost_out and "shm" in models:
         models["shm"].save(cfg.cost_out)
-    plan = []
+    plan: list[tuple[str, int, str, str]] = []
     for op in cfg.ops:
         names = ["auto", *REGISTRY[Collective(op)]]
         if cfg.algos:
@@ -166,24 +172,41 @@ def worker(rank: int, world: int, port: int, out: Path, cfg: BenchConfig) -> Non
                 c = comm.communicator(group)
                 args_algo = c.last_algo
                 label = f"auto:{args_algo}"
-            rows.append(Row(op=op, algo=label, transport=t, bytes=nbytes, time_s=ts,
-                            busbw_gbps=algbw * _factor(op, world), gloo_time_s=tg,
-                            ratio=ts / tg if tg > 0 else float("inf"), algbw_gbps=algbw))
+            rows.append(
+                Row(
+                    op=op,
+                    algo=label,
+                    transport=t,
+                    bytes=nbytes,
+                    time_s=ts,
+                    busbw_gbps=algbw * _factor(op, world),
+                    gloo_time_s=tg,
+                    ratio=ts / tg if tg > 0 else float("inf"),
+                    algbw_gbps=algbw,
+                )
+            )
             print(f"PROGRESS {i + 1} {len(plan)}", flush=True)
     if rank == 0:
         from anyware._io import atomic_write_json
 
-        atomic_write_json(out, {
-            "world_size": world,
-            "cost_model": models[cfg.transports[0]].to_json(),
-            "results": [{k: v for k, v in asdict(r).items() if k != "extra"} for r in rows],
-        })
+        atomic_write_json(
+            out,
+            {
+                "world_size": world,
+                "cost_model": models[cfg.transports[0]].to_json(),
+                "results": [{k: v for k, v in asdict(r).items() if k != "extra"} for r in rows],
+            },
+        )
     dist.barrier()
     os._exit(0)
 
 
-def run(cfg: BenchConfig, out: Path, progress: Callable[[int, int], None] | None = None,
-        timeout_s: float = 1800) -> dict[str, Any]:
+def run(
+    cfg: BenchConfig,
+    out: Path,
+    progress: Callable[[int, int], None] | None = None,
+    timeout_s: float = 1800,
+) -> dict[str, Any]:
     """Start the ranks, follow rank 0's progress, return its results."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -191,10 +214,22 @@ def run(cfg: BenchConfig, out: Path, progress: Callable[[int, int], None] | None
     env = dict(os.environ, OMP_NUM_THREADS="1")
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "anyware.comm.bench", "worker", str(r), str(cfg.nproc), str(port),
-             str(out), json.dumps(asdict(cfg))],
-            env=env, stdout=subprocess.PIPE if r == 0 else subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "anyware.comm.bench",
+                "worker",
+                str(r),
+                str(cfg.nproc),
+                str(port),
+                str(out),
+                json.dumps(asdict(cfg)),
+            ],
+            env=env,
+            stdout=subprocess.PIPE if r == 0 else subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
         for r in range(cfg.nproc)
     ]
@@ -225,5 +260,10 @@ def run(cfg: BenchConfig, out: Path, progress: Callable[[int, int], None] | None
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "worker":
     _cfg = json.loads(sys.argv[6])
-    worker(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5]),
-           BenchConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in _cfg.items()}))
+    worker(
+        int(sys.argv[2]),
+        int(sys.argv[3]),
+        int(sys.argv[4]),
+        Path(sys.argv[5]),
+        BenchConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in _cfg.items()}),  # type: ignore[arg-type]
+    )

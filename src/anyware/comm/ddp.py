@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 
 
-def allreduce_hook(state: Any, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+def allreduce_hook(state: Any, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:  # type: ignore[name-defined]
     """``state`` is the process group (None: the default group)."""
     from anyware.comm import api
 

@@ -71,7 +71,9 @@ def dispatch(
     api.all_to_all(out, rows, recv_splits, send_splits, algo=algo, group=group)
     ids = torch.empty(sum(recv_splits), dtype=torch.int64)
     api.all_to_all(ids, flat[order], recv_splits, send_splits, group=group)
-    handle = Dispatch(order=order, send_splits=send_splits, recv_splits=recv_splits, tokens=tokens, topk=k)
+    handle = Dispatch(
+        order=order, send_splits=send_splits, recv_splits=recv_splits, tokens=tokens, topk=k
+    )
     return out, ids - rank * per_rank, handle
 
 
@@ -88,9 +90,13 @@ def combine(
     if y.shape[0] != sum(handle.recv_splits):
         raise ValueError(f"y has {y.shape[0]} rows; dispatch delivered {sum(handle.recv_splits)}")
     if tuple(weights.shape) != (handle.tokens, handle.topk):
-        raise ValueError(f"weights must be [{handle.tokens}, {handle.topk}], got {tuple(weights.shape)}")
+        raise ValueError(
+            f"weights must be [{handle.tokens}, {handle.topk}], got {tuple(weights.shape)}"
+        )
     back = torch.empty(handle.tokens * handle.topk, y.shape[1], dtype=y.dtype, device=y.device)
-    api.all_to_all(back, y.contiguous(), handle.send_splits, handle.recv_splits, algo=algo, group=group)
+    api.all_to_all(
+        back, y.contiguous(), handle.send_splits, handle.recv_splits, algo=algo, group=group
+    )
     slots = torch.empty_like(back)
     slots[handle.order] = back
     w = weights.to(y.dtype).unsqueeze(-1)
@@ -103,7 +109,7 @@ def moe_reference(
     """The specification, on one rank: ``experts(e, rows)`` applies expert ``e``."""
     out = torch.zeros_like(x)
     for j in range(expert_idx.shape[1]):
-        for e in expert_idx[:, j].unique().tolist():
+        for e in torch.unique(expert_idx[:, j]).tolist():
             m = expert_idx[:, j] == e
             out[m] += weights[m, j].to(x.dtype).unsqueeze(-1) * experts(int(e), x[m])
     return out

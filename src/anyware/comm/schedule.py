@@ -121,7 +121,8 @@ class Schedule:
         if not 0 <= self.rank < self.world:
             raise ValueError(f"rank {self.rank} is outside a world of {self.world}")
         for rnd in self.rounds:
-            for op in (*rnd.sends, *rnd.recvs):
+            ops: list[Send | Recv] = [*rnd.sends, *rnd.recvs]
+            for op in ops:
                 if not 0 <= op.peer < self.world or op.peer == self.rank:
                     raise ValueError(f"rank {self.rank}: bad peer {op.peer} in {op}")
 
@@ -216,13 +217,15 @@ def run_local(
                 view(b, c.dst).copy_(view(b, c.src).clone())
         wire: dict[tuple[int, int], list[torch.Tensor]] = defaultdict(list)
         for src, (rnd, b) in enumerate(zip(rounds, buffers, strict=True)):
-            for s in rnd.sends:
-                wire[(src, s.peer)].append(view(b, s.span).clone())
+            for snd in rnd.sends:
+                wire[(src, snd.peer)].append(view(b, snd.span).clone())
         for dst, (rnd, b) in enumerate(zip(rounds, buffers, strict=True)):
             for rv in rnd.recvs:
                 queue = wire[(rv.peer, dst)]
                 if not queue:
-                    raise AssertionError(f"round {i}: rank {dst} waits for {rv.peer}, who sent nothing")
+                    raise AssertionError(
+                        f"round {i}: rank {dst} waits for {rv.peer}, who sent nothing"
+                    )
                 data = queue.pop(0)
                 if data.numel() != rv.span.count:
                     raise AssertionError(

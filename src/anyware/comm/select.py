@@ -20,8 +20,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from anyware.comm.algorithms import Algorithm, Args, Collective, Links, get, parse_collective
-from anyware.comm.algorithms import REGISTRY
+from anyware.comm.algorithms import (
+    REGISTRY,
+    Algorithm,
+    Args,
+    Collective,
+    Links,
+    get,
+    parse_collective,
+)
 
 _SIZE = re.compile(r"^\s*(<=|>=|<|>)\s*(\d+(?:\.\d+)?)\s*([kmgKMG]?)(?:i?[bB])?\s*$")
 _OPS: dict[str, Callable[[float, float], bool]] = {

@@ -123,13 +123,21 @@ class Communicator:
         gamma = self.local_copy_cost()
         if self.kind is TransportKind.HYBRID and 1 not in self.local:
             links = Links(
-                alpha_intra=base.alpha_intra, beta_intra=base.beta_intra, alpha_inter=alpha,
-                beta_inter=beta, ranks_per_host=base.ranks_per_host, gamma=gamma,
+                alpha_intra=base.alpha_intra,
+                beta_intra=base.beta_intra,
+                alpha_inter=alpha,
+                beta_inter=beta,
+                ranks_per_host=base.ranks_per_host,
+                gamma=gamma,
             )
         else:
             links = Links(
-                alpha_intra=alpha, beta_intra=beta, alpha_inter=base.alpha_inter,
-                beta_inter=base.beta_inter, ranks_per_host=base.ranks_per_host, gamma=gamma,
+                alpha_intra=alpha,
+                beta_intra=beta,
+                alpha_inter=base.alpha_inter,
+                beta_inter=base.beta_inter,
+                ranks_per_host=base.ranks_per_host,
+                gamma=gamma,
             )
         return CostModel(links=links, source="ping-pong")
 
@@ -141,8 +149,14 @@ class Communicator:
         for _ in range(3):
             a.copy_(b)
         g = torch.tensor([(time.perf_counter() - t0) / (3 * nbytes)], dtype=torch.float64)
-        self.execute(Collective.BROADCAST, Args(rank=self.rank, world=self.world, count=1, root=0, itemsize=8),
-                     {Buf.IN: g, Buf.OUT: g}, ReduceOp.SUM, algo="binomial", bump=False)
+        self.execute(
+            Collective.BROADCAST,
+            Args(rank=self.rank, world=self.world, count=1, root=0, itemsize=8),
+            {Buf.IN: g, Buf.OUT: g},
+            ReduceOp.SUM,
+            algo="binomial",
+            bump=False,
+        )
         return float(g[0])
 
     def ping_pong(self, small: int = 8, big: int = 1 << 20, reps: int = 20) -> tuple[float, float]:
@@ -163,7 +177,13 @@ class Communicator:
                         b.send(2 * k + 1, other, span)
                 sched = b.build()
                 buf = torch.zeros(nbytes, dtype=torch.uint8)
-                hdr = Header(seq=-1, collective="barrier", op=ReduceOp.SUM, dtype=dtype_code(buf.dtype), numel=nbytes)
+                hdr = Header(
+                    seq=-1,
+                    collective="barrier",
+                    op=ReduceOp.SUM,
+                    dtype=dtype_code(buf.dtype),
+                    numel=nbytes,
+                )
                 self.transport.run(sched, {Buf.IN: buf, Buf.OUT: buf}, ReduceOp.SUM, hdr)  # warm
                 t0 = time.perf_counter()
                 self.transport.run(sched, {Buf.IN: buf, Buf.OUT: buf}, ReduceOp.SUM, hdr)
@@ -171,8 +191,14 @@ class Communicator:
             alpha = times[0]
             beta = max((times[1] - times[0]) / (big - small), 1e-12)
             result = torch.tensor([alpha, beta], dtype=torch.float64)
-        self.execute(Collective.BROADCAST, Args(rank=self.rank, world=self.world, count=2, root=0, itemsize=8),
-                     {Buf.IN: result, Buf.OUT: result}, ReduceOp.SUM, algo="binomial", bump=False)
+        self.execute(
+            Collective.BROADCAST,
+            Args(rank=self.rank, world=self.world, count=2, root=0, itemsize=8),
+            {Buf.IN: result, Buf.OUT: result},
+            ReduceOp.SUM,
+            algo="binomial",
+            bump=False,
+        )
         return float(result[0]), float(result[1])
 
     # -- running ---------------------------------------------------------------------------------
@@ -207,17 +233,24 @@ class Communicator:
     ) -> str:
         """Run one collective synchronously; returns the algorithm's name."""
         dtype = buffers[Buf.IN].dtype
-        nbytes = max(buffers[Buf.IN].numel(), buffers[Buf.OUT].numel()) * buffers[Buf.IN].element_size()
+        nbytes = (
+            max(buffers[Buf.IN].numel(), buffers[Buf.OUT].numel()) * buffers[Buf.IN].element_size()
+        )
         if coll in (Collective.REDUCE_SCATTER,):
             nbytes = buffers[Buf.IN].numel() * buffers[Buf.IN].element_size()
         chosen = self.pick(coll, args, nbytes, algo)
         self.last_algo = chosen.name
         sched = build(chosen, args)
-        buffers[Buf.TMP] = torch.empty(
-            sched.tmp_count, dtype=dtype, device=buffers[Buf.IN].device
-        )
+        buffers[Buf.TMP] = torch.empty(sched.tmp_count, dtype=dtype, device=buffers[Buf.IN].device)
         code = list(REGISTRY[coll]).index(chosen.name) + 1
-        header = Header(seq=self.seq if bump else -2, collective=coll.value, op=op, dtype=dtype_code(dtype), numel=numel, algo=code)
+        header = Header(
+            seq=self.seq if bump else -2,
+            collective=coll.value,
+            op=op,
+            dtype=dtype_code(dtype),
+            numel=numel,
+            algo=code,
+        )
         if bump:
             self.seq += 1
         transport = self.transport if buffers[Buf.IN].device.type == "cpu" else self.p2p
@@ -232,9 +265,11 @@ class Communicator:
                 return fn()
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="anyware-comm")
+
         def locked() -> Any:
             with self._lock:
                 return fn()
+
         fut = self._pool.submit(locked)
         self._pending.append(fut)
         return fut
@@ -250,12 +285,24 @@ class Communicator:
         self.transport.close()
 
 
-_CACHE: dict[tuple[str, int, int, int, int, int, int, tuple[int, ...], tuple[int, ...]], Schedule] = {}
+_CACHE: dict[
+    tuple[str, int, int, int, int, int, int, tuple[int, ...], tuple[int, ...]], Schedule
+] = {}
 
 
 def build(algo: Algorithm, a: Args) -> Schedule:
     """Schedules are pure functions of their arguments: build each once."""
-    key = (f"{algo.collective}:{algo.name}", a.rank, a.world, a.count, a.root, a.itemsize, a.local, a.send_counts, a.recv_counts)
+    key = (
+        f"{algo.collective}:{algo.name}",
+        a.rank,
+        a.world,
+        a.count,
+        a.root,
+        a.itemsize,
+        a.local,
+        a.send_counts,
+        a.recv_counts,
+    )
     sched = _CACHE.get(key)
     if sched is None:
         if len(_CACHE) > 512:

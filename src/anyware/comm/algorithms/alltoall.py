@@ -70,7 +70,12 @@ def build_bruck(a: Args) -> Schedule:
     # inverse rotation: out[src] = work[(me - src) % p]
     last = max(k - 1, 0)
     for src in range(p):
-        b.copy(last, Span(Buf.TMP, work + ((me - src) % p) * c, c), Span(Buf.OUT, src * c, c), post=True)
+        b.copy(
+            last,
+            Span(Buf.TMP, work + ((me - src) % p) * c, c),
+            Span(Buf.OUT, src * c, c),
+            post=True,
+        )
     return b.build()
 
 

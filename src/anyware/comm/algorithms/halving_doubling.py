@@ -155,7 +155,9 @@ def build_allgather(a: Args) -> Schedule:
         r = 1
     if j >= 0:
         group = [survivor_rank(x, p) for x in range(p2)]
-        r += doubling_rounds(b, r, group, j, Buf.OUT, super_bounds([k * c for k in range(p + 1)], p))
+        r += doubling_rounds(
+            b, r, group, j, Buf.OUT, super_bounds([k * c for k in range(p + 1)], p)
+        )
     else:
         r += p2.bit_length() - 1
     if e and i < 2 * e:

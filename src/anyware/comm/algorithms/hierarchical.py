@@ -8,9 +8,9 @@ the H = p/R hosts (ranks with the same local index talk), ring allgather inside 
 
 Only 1/R of the data crosses the slow links, and each host's R ranks use R links at once.
 
-**All-to-all** (the 2-D exchange DeepEP and HCCL use): first inside the host, rank (h, l)
-hands local peer l' every block bound for local index l' on any host; then across hosts,
-rank (h, l) sends host h' the R blocks bound for (h', l) in one message:
+**All-to-all** (the 2-D exchange DeepEP and HCCL use): first inside the host, rank (h, loc)
+hands local peer loc' every block bound for local index loc' on any host; then across hosts,
+rank (h, loc) sends host h' the R blocks bound for (h', loc) in one message:
 
     T = (R-1)(α_i + n/R·β_i) + (H-1)(α_e + n/H·β_e)
 
@@ -42,17 +42,17 @@ def _unsupported_a2a(a: Args) -> str | None:
 def build_allreduce(a: Args) -> Schedule:
     b = Builder(a.rank, a.world)
     R = a.local
-    h, l = divmod(a.rank, R)
+    h, loc = divmod(a.rank, R)
     hosts = a.world // R
     host = [h * R + x for x in range(R)]
-    peers = [x * R + l for x in range(hosts)]
+    peers = [x * R + loc for x in range(hosts)]
     outer = bounds(a.count, R)
-    lo, hi = outer[l], outer[l + 1]
+    lo, hi = outer[loc], outer[loc + 1]
     inner = bounds(hi - lo, hosts)
-    r = reduce_scatter_rounds(b, 0, host, l, Buf.OUT, 0, outer)
+    r = reduce_scatter_rounds(b, 0, host, loc, Buf.OUT, 0, outer)
     r += reduce_scatter_rounds(b, r, peers, h, Buf.OUT, lo, inner)
     r += allgather_rounds(b, r, peers, h, Buf.OUT, lo, inner)
-    allgather_rounds(b, r, host, l, Buf.OUT, 0, outer)
+    allgather_rounds(b, r, host, loc, Buf.OUT, 0, outer)
     return b.build()
 
 
@@ -60,16 +60,16 @@ def build_alltoall(a: Args) -> Schedule:
     b = Builder(a.rank, a.world)
     R = a.local
     H = a.world // R
-    h, l = divmod(a.rank, R)
+    h, loc = divmod(a.rank, R)
     c = uniform(a)
     assert c is not None
-    # stage A: area[l_src][h_dst] = block from (h, l_src) to (h_dst, l)
+    # stage A: area[l_src][h_dst] = block from (h, l_src) to (h_dst, loc)
     area, pack = 0, a.world * c
     b.need_tmp(a.world * c + max(H, R) * c)
     for hd in range(H):
-        b.copy(0, Span(Buf.IN, (hd * R + l) * c, c), Span(Buf.TMP, area + (l * H + hd) * c, c))
+        b.copy(0, Span(Buf.IN, (hd * R + loc) * c, c), Span(Buf.TMP, area + (loc * H + hd) * c, c))
     for s in range(1, R):
-        to, frm = (l + s) % R, (l - s) % R
+        to, frm = (loc + s) % R, (loc - s) % R
         for hd in range(H):
             b.copy(s - 1, Span(Buf.IN, (hd * R + to) * c, c), Span(Buf.TMP, pack + hd * c, c))
         b.send(s - 1, h * R + to, Span(Buf.TMP, pack, H * c))
@@ -81,9 +81,13 @@ def build_alltoall(a: Args) -> Schedule:
     for s in range(1, H):
         to, frm = (h + s) % H, (h - s) % H
         for ls in range(R):
-            b.copy(r0 + s - 1, Span(Buf.TMP, area + (ls * H + to) * c, c), Span(Buf.TMP, pack + ls * c, c))
-        b.send(r0 + s - 1, to * R + l, Span(Buf.TMP, pack, R * c))
-        b.recv(r0 + s - 1, frm * R + l, Span(Buf.OUT, frm * R * c, R * c))
+            b.copy(
+                r0 + s - 1,
+                Span(Buf.TMP, area + (ls * H + to) * c, c),
+                Span(Buf.TMP, pack + ls * c, c),
+            )
+        b.send(r0 + s - 1, to * R + loc, Span(Buf.TMP, pack, R * c))
+        b.recv(r0 + s - 1, frm * R + loc, Span(Buf.OUT, frm * R * c, R * c))
     return b.build()
 
 

@@ -78,9 +78,7 @@ def tree_maps(n: int, which: int) -> tuple[list[int], list[int]]:
     return fwd, inv
 
 
-def _tree_allreduce(
-    b: Builder, rank: int, n: int, which: int, lo: int, hi: int, k: int
-) -> None:
+def _tree_allreduce(b: Builder, rank: int, n: int, which: int, lo: int, hi: int, k: int) -> None:
     fwd, inv = tree_maps(n, which)
     parent, children = btree(n)
     height, depth = _heights(n)
@@ -205,9 +203,33 @@ register(
     )
 )
 for _coll, _name, _build, _cost, _doc in (
-    (Collective.BROADCAST, "binomial", build_broadcast_binomial, cost_binomial, "log2(p) whole-message steps"),
-    (Collective.BROADCAST, "chain", lambda a: _chain(a, down=True), cost_chain, "pipelined chain from the root"),
-    (Collective.REDUCE, "binomial", build_reduce_binomial, cost_binomial, "log2(p) whole-message steps"),
-    (Collective.REDUCE, "chain", lambda a: _chain(a, down=False), cost_chain, "pipelined chain into the root"),
+    (
+        Collective.BROADCAST,
+        "binomial",
+        build_broadcast_binomial,
+        cost_binomial,
+        "log2(p) whole-message steps",
+    ),
+    (
+        Collective.BROADCAST,
+        "chain",
+        lambda a: _chain(a, down=True),
+        cost_chain,
+        "pipelined chain from the root",
+    ),
+    (
+        Collective.REDUCE,
+        "binomial",
+        build_reduce_binomial,
+        cost_binomial,
+        "log2(p) whole-message steps",
+    ),
+    (
+        Collective.REDUCE,
+        "chain",
+        lambda a: _chain(a, down=False),
+        cost_chain,
+        "pipelined chain into the root",
+    ),
 ):
     register(Algorithm(collective=_coll, name=_name, build=_build, cost=_cost, doc=_doc))

@@ -10,7 +10,7 @@ per-rank fraction it carries), so a round's time for message size n is
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,7 +73,7 @@ def evaluate(topo: Topology, rounds: Iterable[Flows | Summary], sizes: np.ndarra
 
 
 #: nccl-tests' bus-bandwidth factors: busbw = algbw × factor(p).
-BUSBW = {
+BUSBW: dict[str, Callable[[int], float]] = {
     "allreduce": lambda p: 2 * (p - 1) / p,
     "reduce_scatter": lambda p: (p - 1) / p,
     "allgather": lambda p: (p - 1) / p,

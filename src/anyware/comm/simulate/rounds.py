@@ -48,14 +48,14 @@ def ring_half(topo: Topology, n: float) -> Iterator[Flows | Summary]:
 
 
 def _fold_rounds(topo: Topology, frac: float) -> Iterator[Flows]:
-    p2, e = fold(topo.ranks)
+    _, e = fold(topo.ranks)
     if e:
         ev = np.arange(0, 2 * e, 2)
         yield Flows(1, ev, ev + 1, frac)
 
 
 def _unfold_rounds(topo: Topology, frac: float) -> Iterator[Flows]:
-    p2, e = fold(topo.ranks)
+    _, e = fold(topo.ranks)
     if e:
         od = np.arange(1, 2 * e, 2)
         yield Flows(1, od, od - 1, frac)
@@ -134,7 +134,7 @@ def dbt_allreduce(topo: Topology, n: float) -> Iterator[Flows | Summary]:
     top = int(height[0])
     trees = []
     for which in (0, 1):
-        fwd, inv = (np.array(a) for a in tree_maps(p, which))
+        inv = np.array(tree_maps(p, which)[1])
         v = np.arange(1, p)  # tree positions with a parent
         trees.append((inv[v], inv[par[v]], height[v], depth[v]))
     frac = 0.5 / k

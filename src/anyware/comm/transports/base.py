@@ -10,6 +10,7 @@ come.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
@@ -25,15 +26,26 @@ if TYPE_CHECKING:
 
 HEADER_WORDS = 8
 HEADER_BYTES = HEADER_WORDS * 8
-_DTYPES = (
-    "float32 float16 bfloat16 float64 int64 int32 int16 int8 uint8 bool "
-    "float8_e4m3fn float8_e5m2 complex64".split()
-)
+_DTYPES = [
+    "float32",
+    "float16",
+    "bfloat16",
+    "float64",
+    "int64",
+    "int32",
+    "int16",
+    "int8",
+    "uint8",
+    "bool",
+    "float8_e4m3fn",
+    "float8_e5m2",
+    "complex64",
+]
 DTYPE_CODE = {name: i + 1 for i, name in enumerate(_DTYPES)}
 _SIZES = (4, 2, 2, 8, 8, 4, 2, 1, 1, 1, 1, 1, 8)
 ITEMSIZE = {i + 1: n for i, n in enumerate(_SIZES)}
 _DTYPE_NAME = {v: k for k, v in DTYPE_CODE.items()}
-_COLL = "allreduce reduce_scatter allgather broadcast reduce alltoall barrier".split()
+_COLL = ["allreduce", "reduce_scatter", "allgather", "broadcast", "reduce", "alltoall", "barrier"]
 
 
 class TransportKind(StrEnum):
@@ -72,8 +84,16 @@ class Header:
                 f"rank {me} received a corrupt message from rank {peer} (collective #{self.seq})",
                 rank=peer,
             )
-        names = ["call number", "collective", "reduce op", "dtype", "element count", "message size", "algorithm"]
-        show = {
+        names = [
+            "call number",
+            "collective",
+            "reduce op",
+            "dtype",
+            "element count",
+            "message size",
+            "algorithm",
+        ]
+        show: dict[int, Callable[[int], str]] = {
             1: lambda v: _COLL[v - 1] if 0 < v <= len(_COLL) else str(v),
             2: lambda v: list(ReduceOp)[v - 1].value if 0 < v <= len(ReduceOp) else str(v),
             3: lambda v: _DTYPE_NAME.get(v, str(v)),

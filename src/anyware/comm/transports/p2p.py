@@ -30,8 +30,8 @@ from anyware.comm.reduce_ops import ReduceOp
 from anyware.comm.schedule import Buf, Round, view
 from anyware.comm.transports.base import (
     HEADER_BYTES,
-    ITEMSIZE,
     HEADER_WORDS,
+    ITEMSIZE,
     Header,
     TransportKind,
     copies,
@@ -77,7 +77,9 @@ class P2PTransport:
             if peers is not None and rv.peer not in peers:
                 continue
             nbytes = rv.span.count * buffers[rv.span.buf].element_size()
-            pkt = torch.empty(HEADER_BYTES + max(nbytes, INLINE), dtype=torch.uint8, device=self.device)
+            pkt = torch.empty(
+                HEADER_BYTES + max(nbytes, INLINE), dtype=torch.uint8, device=self.device
+            )
             w = dist.irecv(pkt, group=self.group, group_src=rv.peer, tag=0)
             pend.works.append((w, rv.peer, True))
             pend.packets.append((i, pkt))
@@ -91,7 +93,9 @@ class P2PTransport:
             if inline:
                 pkt[HEADER_BYTES:].copy_(data)
             pend.keep.append(pkt)
-            pend.works.append((dist.isend(pkt, group=self.group, group_dst=s.peer, tag=0), s.peer, False))
+            pend.works.append(
+                (dist.isend(pkt, group=self.group, group_dst=s.peer, tag=0), s.peer, False)
+            )
             if not inline:
                 payload = data.clone()  # gloo may read late; the schedule may write this span
                 pend.keep.append(payload)

@@ -43,7 +43,14 @@ import torch
 from anyware.comm.errors import CommError, CommTimeoutError
 from anyware.comm.reduce_ops import ReduceOp, combine
 from anyware.comm.schedule import Buf, Round, view
-from anyware.comm.transports.base import HEADER_BYTES, HEADER_WORDS, Header, TransportKind, copies, deliver
+from anyware.comm.transports.base import (
+    HEADER_BYTES,
+    HEADER_WORDS,
+    Header,
+    TransportKind,
+    copies,
+    deliver,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -121,13 +128,20 @@ class _Timespec(ctypes.Structure):
 def _futex_wait(addr: int, expected: int, timeout_s: float) -> None:
     ts = _Timespec(int(timeout_s), int((timeout_s % 1) * 1e9))
     _libc.syscall(
-        _SYS_FUTEX, ctypes.c_void_p(addr), _FUTEX_WAIT, ctypes.c_int(expected),
-        ctypes.byref(ts), None, 0,
+        _SYS_FUTEX,
+        ctypes.c_void_p(addr),
+        _FUTEX_WAIT,
+        ctypes.c_int(expected),
+        ctypes.byref(ts),
+        None,
+        0,
     )
 
 
 def _futex_wake(addr: int) -> None:
-    _libc.syscall(_SYS_FUTEX, ctypes.c_void_p(addr), _FUTEX_WAKE, ctypes.c_int(1 << 30), None, None, 0)
+    _libc.syscall(
+        _SYS_FUTEX, ctypes.c_void_p(addr), _FUTEX_WAKE, ctypes.c_int(1 << 30), None, None, 0
+    )
 
 
 class _Layout:
@@ -254,11 +268,11 @@ class ShmTransport:
         lay = self.layout
         me = self._segs[self.rank]
         sends: list[list[Any]] = []  # [peer, bytes view, nchunks, next, header words]
-        for s in rnd.sends:
-            if s.peer in self.peers:
-                data = view(buffers, s.span).view(torch.uint8)
+        for sd in rnd.sends:
+            if sd.peer in self.peers:
+                data = view(buffers, sd.span).view(torch.uint8)
                 n = max(1, -(-data.numel() // lay.slot_bytes))
-                sends.append([s.peer, data, n, 0, header.words(s.span.count)])
+                sends.append([sd.peer, data, n, 0, header.words(sd.span.count)])
         recvs: list[list[Any]] = []  # [index, peer, dst elements, elems per chunk, nchunks, next]
         for i, rv in enumerate(rnd.recvs):
             if rv.peer in self.peers:
@@ -272,8 +286,8 @@ class ShmTransport:
         while sends or recvs:
             moved = False
             busy: set[int] = set()
-            for s in sends:  # sends to one peer go in order
-                peer, data, n, k, words = s
+            for snd in sends:  # sends to one peer go in order
+                peer, data, n, k, words = snd
                 if peer in busy:
                     continue
                 busy.add(peer)
@@ -288,7 +302,7 @@ class ShmTransport:
                 self._send_seq[peer] = seq + 1
                 seg.words[lay.posted(self.rank) // 8] = seq + 1
                 seg.ring()
-                s[3] = k + 1
+                snd[3] = k + 1
                 moved = True
             sends = [s for s in sends if s[3] < s[2]]
             busy.clear()
@@ -305,7 +319,9 @@ class ShmTransport:
                 if k == 0:
                     got = me.words[at // 8 : at // 8 + HEADER_WORDS].tolist()
                     header.check(got, rnd.recvs[i].span.count, me=self.rank, peer=peer)
-                chunk = me.bytes[at + HEADER_BYTES : at + HEADER_BYTES + (hi - lo) * dst.element_size()]
+                chunk = me.bytes[
+                    at + HEADER_BYTES : at + HEADER_BYTES + (hi - lo) * dst.element_size()
+                ]
                 part = chunk.view(dst.dtype)
                 rv = rnd.recvs[i]
                 if rnd.staged or not rv.reduce:
