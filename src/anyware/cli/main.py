@@ -14,6 +14,7 @@ from anyware.cli import comm as comm_cli
 from anyware.cli import logs as logs_cli
 from anyware.cli import monitor as monitor_cli
 from anyware.cli import ops as ops_cli
+from anyware.cli import trace as trace_cli
 
 app = typer.Typer(
     name="anyware",
@@ -45,6 +46,7 @@ def _root(
 
 app.command("env", help=env.HELP)(env.command)
 app.command("demo", help=demo.HELP)(demo.command)
+app.add_typer(trace_cli.app, name="trace")
 app.command("run", help=run.HELP, context_settings=run.CONTEXT)(run.command)
 app.add_typer(migrate.app, name="migrate")
 app.add_typer(profile.app, name="profile")

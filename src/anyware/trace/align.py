@@ -1,0 +1,145 @@
+"""Pair the records of two runs.
+
+1. **Renames**: an optional mapping ``{"module in A": "module in B"}`` rewrites B's paths
+   (longest prefix first).
+2. **Module tree**: modules that exist in only one run are paired in order of first execution
+   when both runs have the same number of them (a refactor that renamed ``layers`` to
+   ``blocks``); when the counts differ the structures differ, and the first such module is
+   reported as ``structure differs at <module>``.
+3. **Exact key** ``(rank, step/phase/module/op#call_index/slot)``.
+4. **In order within a module**: where a module's sequence of ops differs between the runs
+   (an extra cast, a missing multiply), call indices drift and exact keys would pair the wrong
+   calls; those modules are re-aligned by longest common subsequence of their op sequences.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+_GROUP = ["rank", "step", "phase", "module", "level"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Alignment:
+    a_index: Any
+    """numpy int64 per B row: the row of A it is paired with, or -1."""
+    b_matched: Any
+    """numpy bool per A row: whether some B row is paired with it."""
+    renamed: dict[str, str]
+    """Module paths of B renamed to A's (from the mapping file or the tree pairing)."""
+    structure_differs_at: str | None
+    """The first module where the two runs' structures disagree, when they do."""
+    realigned_groups: int
+
+
+def _with_key(df: Any) -> Any:
+    import polars as pl
+
+    return df.with_columns(
+        pl.concat_str(
+            [
+                pl.col("step").cast(pl.String),
+                pl.lit("/"),
+                pl.col("phase"),
+                pl.lit("/"),
+                pl.col("module"),
+                pl.lit("/"),
+                pl.col("op"),
+                pl.lit("#"),
+                pl.col("call_index").cast(pl.String),
+                pl.lit("/"),
+                pl.col("slot"),
+            ]
+        ).alias("key")
+    )
+
+
+def _rename(df: Any, mapping: dict[str, str]) -> Any:
+    import polars as pl
+
+    if not mapping:
+        return df
+    expr = pl.col("module")
+    for new, old in sorted(mapping.items(), key=lambda kv: -len(kv[1])):
+        hit = (pl.col("module") == old) | pl.col("module").str.starts_with(old + ".")
+        expr = pl.when(hit).then(pl.lit(new) + pl.col("module").str.slice(len(old))).otherwise(expr)
+    return _with_key(df.with_columns(expr.alias("module")))
+
+
+def _first_seen(df: Any) -> list[str]:
+    import polars as pl
+
+    return (
+        df.filter(pl.col("phase") == "forward")
+        .group_by("module")
+        .agg(pl.col("seq").min())
+        .sort("seq")["module"]
+        .to_list()
+    )
+
+
+def align(a: Any, b: Any, mapping: dict[str, str] | None = None) -> tuple[Any, Alignment]:
+    """Pair rows; returns B (modules renamed to A's names) and the :class:`Alignment`."""
+    import numpy as np
+    import polars as pl
+
+    renamed = dict(mapping or {})
+    b = _rename(b, renamed)
+    a_mods, b_mods = _first_seen(a), _first_seen(b)
+    only_a = [m for m in a_mods if m not in set(b_mods)]
+    only_b = [m for m in b_mods if m not in set(a_mods)]
+    differs: str | None = None
+    if only_a or only_b:
+        if len(only_a) == len(only_b):
+            tree = dict(zip(only_a, only_b, strict=True))
+            b = _with_key(
+                b.with_columns(pl.col("module").replace(dict(zip(only_b, only_a, strict=True))))
+            )
+            renamed.update(tree)
+        else:
+            differs = (only_b or only_a)[0]
+
+    ai = a.with_row_index("_a")
+    bi = b.with_row_index("_b")
+    joined = bi.select("_b", "rank", "key").join(
+        ai.select("_a", "rank", "key"), on=["rank", "key"], how="left"
+    )
+    a_index = np.full(b.height, -1, dtype=np.int64)
+    jb = joined["_b"].to_numpy()
+    ja = joined["_a"].fill_null(-1).to_numpy()
+    a_index[jb] = ja
+
+    # Groups whose op sequence differs are re-aligned in order.
+    tok = pl.concat_str([pl.col("op"), pl.lit("/"), pl.col("slot")]).alias("tok")
+    sig_a = ai.with_columns(tok).group_by(_GROUP).agg(pl.col("tok").str.join("\x1f").alias("sa"))
+    sig_b = bi.with_columns(tok).group_by(_GROUP).agg(pl.col("tok").str.join("\x1f").alias("sb"))
+    bad = sig_b.join(sig_a, on=_GROUP, how="inner").filter(pl.col("sa") != pl.col("sb"))
+    realigned = 0
+    if bad.height:
+        keys = bad.select(_GROUP)
+        ga = ai.join(keys, on=_GROUP, how="semi").with_columns(tok).sort("seq")
+        gb = bi.join(keys, on=_GROUP, how="semi").with_columns(tok).sort("seq")
+        pa_ = ga.partition_by(_GROUP, as_dict=True)
+        pb_ = gb.partition_by(_GROUP, as_dict=True)
+        for k, grp_b in pb_.items():
+            grp_a = pa_.get(k)
+            if grp_a is None:
+                continue
+            realigned += 1
+            tb, ta = grp_b["tok"].to_list(), grp_a["tok"].to_list()
+            rb, ra = grp_b["_b"].to_numpy(), grp_a["_a"].to_numpy()
+            a_index[rb] = -1
+            sm = difflib.SequenceMatcher(a=ta, b=tb, autojunk=False)
+            for blk in sm.get_matching_blocks():
+                a_index[rb[blk.b : blk.b + blk.size]] = ra[blk.a : blk.a + blk.size]
+    b_matched = np.zeros(a.height, dtype=bool)
+    b_matched[a_index[a_index >= 0]] = True
+    return b, Alignment(
+        a_index=a_index,
+        b_matched=b_matched,
+        renamed={k: v for k, v in renamed.items() if k != v},
+        structure_differs_at=differs,
+        realigned_groups=realigned,
+    )
