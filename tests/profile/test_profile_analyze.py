@@ -153,3 +153,11 @@ def test_host_trace_without_steps_uses_op_extent(tmp_path: Path) -> None:
     r = analyze_path(tmp_path / "t.json").ranks[0]
     assert r.steps == [] and r.whole.span_us == pytest.approx(70.0)  # 10 → 80
     assert r.whole.idle_us == pytest.approx(0.0)
+
+
+def test_parallel_ranks_give_the_same_report(tmp_path: Path) -> None:
+    device_trace(0, 2).write(tmp_path / "rank0.pt.trace.json")
+    device_trace(1, 2, extra_gemm=30.0).write(tmp_path / "rank1.pt.trace.json")
+    serial = analyze_path(tmp_path, workers=1).to_json()
+    parallel = analyze_path(tmp_path, workers=2).to_json()
+    assert parallel == serial and parallel["slowest"]["rank"] == 1

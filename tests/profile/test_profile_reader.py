@@ -73,3 +73,17 @@ def test_not_a_trace(tmp_path: Path, content: str, message: str) -> None:
     p.write_text(content)
     with pytest.raises(TraceFormatError, match=message):
         list(TraceReader(p))
+
+
+def test_bulk_windows_survive_event_boundaries_inside_strings_and_args(tmp_path: Path) -> None:
+    # Names and args that contain the "}, {" boundary the bulk decoder cuts at.
+    events = [
+        {"ph": "X", "cat": "cpu_op", "name": f"op}}, {{{i}", "ts": i, "dur": 1, "args": {"list": [{"a": i}, {"b": "}, {"}]}}
+        for i in range(5000)
+    ]
+    p = tmp_path / "tricky.json"
+    p.write_text(json.dumps({"traceEvents": events, "tail": {"x": [{"y": 1}, {"z": 2}]}}, indent=1))
+    for chunk in (20_000, 50_000, 1 << 20):
+        reader = TraceReader(p, chunk_size=chunk)
+        assert list(reader) == events
+        assert reader.metadata == {"tail": {"x": [{"y": 1}, {"z": 2}]}} and reader.problem is None

@@ -4,8 +4,11 @@ and compare the ranks: which is slowest, and on what."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import statistics
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from anyware.profile.analyze import analyze_rank
@@ -18,6 +21,9 @@ OWN_FILES = ("merged", "summary")
 #: Ranks of one run are profiled over the same steps, so their windows overlap; a trace that
 #: starts or ends this far (µs) from all the others was recorded by another run.
 RUN_GAP_US = 60e6
+#: Total trace size from which ranks are analysed in parallel processes.
+PARALLEL_MIN_BYTES = 64 << 20
+MAX_WORKERS = 8
 
 
 class NoTracesError(ValueError):
@@ -45,24 +51,63 @@ def find_traces(path: Path) -> list[Path]:
     return found
 
 
-def analyze_path(path: Path, *, progress: Callable[[Path], None] | None = None) -> ProfileReport:
-    """Analyse every trace under ``path``; bad files are reported and skipped."""
+def _analyze_file(f: Path, order: int) -> RankReport | list[str]:
+    """One rank: its report, or the problems that made it unusable."""
+    try:
+        rt = collect(f, order=order)
+    except TraceFormatError as e:
+        return [f"skipped {f.name}: {e}"]
+    if not len(rt.host) and not len(rt.device):
+        return [
+            f"skipped {f.name}: no profiler events (is it a torch.profiler trace?)",
+            *rt.problems,
+        ]
+    return analyze_rank(rt)
+
+
+def _workers(files: list[Path], workers: int | None) -> int:
+    if workers is not None:
+        return max(1, workers)
+    total = sum(f.stat().st_size for f in files)
+    # A worker process costs ~0.5 s to start (interpreter + numpy); below this size one
+    # process is faster.
+    if len(files) < 2 or total < PARALLEL_MIN_BYTES:
+        return 1
+    return max(1, min(len(files), os.cpu_count() or 1, MAX_WORKERS))
+
+
+def analyze_path(
+    path: Path, *, progress: Callable[[Path], None] | None = None, workers: int | None = None
+) -> ProfileReport:
+    """Analyse every trace under ``path``; bad files are reported and skipped.
+
+    Ranks are analysed in parallel worker processes when there are several large files; each
+    worker holds one rank's columns at a time, so memory stays bounded by
+    ``workers x largest rank``.
+    """
     problems: list[str] = []
     reports: list[RankReport] = []
-    for order, f in enumerate(find_traces(path)):
-        if progress:
-            progress(f)
-        try:
-            rt = collect(f, order=order)
-        except TraceFormatError as e:
-            problems.append(f"skipped {f.name}: {e}")
-            continue
-        if not len(rt.host) and not len(rt.device):
-            problems.append(f"skipped {f.name}: no profiler events (is it a torch.profiler trace?)")
-            problems.extend(rt.problems)
-            continue
-        reports.append(analyze_rank(rt))
-        del rt
+    files = find_traces(path)
+    n = _workers(files, workers)
+    results: list[RankReport | list[str]] = []
+    if n == 1:
+        for order, f in enumerate(files):
+            if progress:
+                progress(f)
+            results.append(_analyze_file(f, order))
+    else:
+        ctx = multiprocessing.get_context("spawn")  # no fork: the caller may run threads
+        with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+            futures = [pool.submit(_analyze_file, f, order) for order, f in enumerate(files)]
+            for f, fut in zip(files, futures, strict=True):
+                results.append(fut.result())
+                if progress:
+                    progress(f)
+    for res in results:
+        if isinstance(res, list):
+            problems.extend(res)
+        else:
+            reports.append(res)
     if not reports:
         raise NoTracesError(f"no usable trace under {path}: " + "; ".join(problems))
     reports = _one_run(reports, problems)

@@ -179,7 +179,10 @@ def write_large_rank(
     rng = random.Random(seed * 7919 + rank)
     tmp = path.with_suffix(".tmp")
     n = 0
-    corr = 1000
+    # Kineto's correlation ids count every launch since the process started, so they are
+    # large; small ones also trip HTA 0.5.0 under pandas 3 (it downcasts them to int16 and then
+    # cannot store row indices past 32767 in the derived column).
+    corr = 1_000_000
     with open(tmp, "w") as f:
         f.write(
             json.dumps({**TraceBuilder(rank=rank, world_size=world_size).header()})[:-1]
