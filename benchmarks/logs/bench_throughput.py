@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -27,10 +26,16 @@ import corpus
 
 
 def _child(code: str) -> tuple[dict[str, object], float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Run ``code`` in a fresh interpreter; its last stdout line is JSON. Returns it and the
+    child's own peak RSS in MB (measured inside it, so earlier children do not count)."""
+    # VmHWM is the peak of this process image only (ru_maxrss would include the parent's
+    # memory inherited across fork/exec).
+    code += (
+        ";import sys as _s;_s.stderr.write([l for l in open('/proc/self/status')"
+        " if l.startswith('VmHWM')][0].split()[1])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return json.loads(out.stdout.strip().splitlines()[-1]), max(peak, before) / 1024
+    return json.loads(out.stdout.strip().splitlines()[-1]), int(out.stderr.split()[-1]) / 1024
 
 
 def drain3_mb_s(path: Path, limit: int) -> tuple[float, int, int]:

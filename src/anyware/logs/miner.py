@@ -42,6 +42,23 @@ def _is_var(word: str) -> bool:
     return WILDCARD in word or bool(_DIGIT.search(word))
 
 
+#: A unit after a number is part of the value ("12 KB" vs "3 B" is one statement).
+_UNITS = frozenset("B KB MB GB TB KiB MiB GiB TiB bytes ms us ns s sec secs".split())
+#: Enum-like words (NEW, RUNNING, FAIL_TASK_CLEANUP) name states a statement spells out.
+_ENUM = re.compile(r"[A-Z][A-Z_]{2,}")
+_ENUM_MAX = 16
+
+
+def _mask_row(words: list[str]) -> list[str]:
+    out: list[str] = []
+    for w in words:
+        if _is_var(w) or (w in _UNITS and out and out[-1] == WILDCARD):
+            out.append(WILDCARD)
+        else:
+            out.append(w)
+    return out
+
+
 @dataclass(slots=True)
 class _Template:
     words: tuple[str, ...]  # WILDCARD where variable
@@ -100,7 +117,7 @@ class TemplateMiner:
         out: list[int],
     ) -> None:
         n = len(rows[0]) if rows else 0
-        masked = [[WILDCARD if _is_var(w) else w for w in r] for r in rows]
+        masked = [_mask_row(r) for r in rows]
         freq: list[Counter[str]] = [Counter() for _ in range(n)]
         for r, c in zip(masked, counts, strict=True):
             for pos, w in enumerate(r):
@@ -137,7 +154,9 @@ class TemplateMiner:
                 support: Counter[str] = Counter()
                 for k in ks:
                     support[masked[k][pos]] += counts[k]
-                if WILDCARD not in support and len(support) <= self.split_threshold:
+                few = len(support) <= self.split_threshold
+                enum = len(support) <= _ENUM_MAX and all(_ENUM.fullmatch(v) for v in support)
+                if WILDCARD not in support and (few or enum):
                     for k in ks:
                         cells = list(out[k])
                         cells[pos] = masked[k][pos]
