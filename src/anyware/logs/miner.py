@@ -43,7 +43,26 @@ def _is_var(word: str) -> bool:
 
 
 #: A unit after a number is part of the value ("12 KB" vs "3 B" is one statement).
-_UNITS = frozenset("B KB MB GB TB KiB MiB GiB TiB bytes ms us ns s sec secs".split())
+_UNITS = frozenset(
+    [
+        "B",
+        "KB",
+        "MB",
+        "GB",
+        "TB",
+        "KiB",
+        "MiB",
+        "GiB",
+        "TiB",
+        "bytes",
+        "ms",
+        "us",
+        "ns",
+        "s",
+        "sec",
+        "secs",
+    ]
+)
 #: Enum-like words (NEW, RUNNING, FAIL_TASK_CLEANUP) name states a statement spells out.
 _ENUM = re.compile(r"[A-Z][A-Z_]{2,}")
 _ENUM_MAX = 16
