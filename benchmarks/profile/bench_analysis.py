@@ -65,7 +65,12 @@ print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss /
 
 
 def _child(code: str, *args: str, env: dict[str, str] | None = None) -> dict:
-    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
     if proc.returncode != 0:
         raise SystemExit(f"child failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -86,22 +91,32 @@ def main() -> None:
     # ~700 B of JSON per kernel (op + launch + kernel records), measured on the generator.
     kernels = max(int(args.size_mb * 1e6 / args.ranks / args.steps / 700), 10)
     t0 = time.perf_counter()
-    paths = write_large_run(work, ranks=args.ranks, steps=args.steps, kernels_per_step=kernels, slow_rank=args.ranks - 1)
+    paths = write_large_run(
+        work, ranks=args.ranks, steps=args.steps, kernels_per_step=kernels, slow_rank=args.ranks - 1
+    )
     size = sum(p.stat().st_size for p in paths)
-    print(f"trace: {args.ranks} ranks x {args.steps} steps x {kernels:,} kernels/step, {size / 1e6:,.0f} MB "
-          f"(generated in {time.perf_counter() - t0:.1f} s) in {work}")
+    print(
+        f"trace: {args.ranks} ranks x {args.steps} steps x {kernels:,} kernels/step, {size / 1e6:,.0f} MB "
+        f"(generated in {time.perf_counter() - t0:.1f} s) in {work}"
+    )
     try:
         base = _child(BASELINE)
         ours = _child(OURS, str(work))
-        print(f"anyware.profile: {ours['seconds']:8.2f} s   peak RSS {ours['rss_mb']:8.0f} MB "
-              f"(interpreter + imports {base['rss_mb']:.0f} MB)   {size / 1e6 / ours['seconds']:,.0f} MB/s")
+        print(
+            f"anyware.profile: {ours['seconds']:8.2f} s   peak RSS {ours['rss_mb']:8.0f} MB "
+            f"(interpreter + imports {base['rss_mb']:.0f} MB)   {size / 1e6 / ours['seconds']:,.0f} MB/s"
+        )
         if args.skip_hta:
             return
         hta = _child(HTA, str(work), env={"HTA_DISABLE_NS_ROUNDING": "1"})
         print(f"HTA 0.5.0:       {hta['seconds']:8.2f} s   peak RSS {hta['rss_mb']:8.0f} MB")
-        print(f"speed-up: {hta['seconds'] / ours['seconds']:.1f}x   memory: {hta['rss_mb'] / ours['rss_mb']:.1f}x less "
-              f"(analysis over baseline: {hta['rss_mb'] - base['rss_mb']:.0f} MB vs {ours['rss_mb'] - base['rss_mb']:.0f} MB)")
-        print(f"slowest rank (anyware): {ours['slowest']} (the generator slows rank {args.ranks - 1})")
+        print(
+            f"speed-up: {hta['seconds'] / ours['seconds']:.1f}x   memory: {hta['rss_mb'] / ours['rss_mb']:.1f}x less "
+            f"(analysis over baseline: {hta['rss_mb'] - base['rss_mb']:.0f} MB vs {ours['rss_mb'] - base['rss_mb']:.0f} MB)"
+        )
+        print(
+            f"slowest rank (anyware): {ours['slowest']} (the generator slows rank {args.ranks - 1})"
+        )
         print()
         print(f"{'rank':>4} {'figure':<12} {'anyware (us)':>16} {'HTA (us)':>16} {'rel diff':>10}")
         worst = 0.0
@@ -114,7 +129,9 @@ def main() -> None:
                     diff = max(abs(a[key] - h[key]) - 0.005, 0.0) / max(abs(h[key]), 1e-9)
                 worst = max(worst, diff)
                 unit = "%" if key == "overlap_pct" else ""
-                print(f"{rank:>4} {key:<12} {a[key]:>15,.2f}{unit or ' '} {h[key]:>15,.2f}{unit or ' '} {100 * diff:>9.4f}%")
+                print(
+                    f"{rank:>4} {key:<12} {a[key]:>15,.2f}{unit or ' '} {h[key]:>15,.2f}{unit or ' '} {100 * diff:>9.4f}%"
+                )
         print(f"\nlargest relative difference: {100 * worst:.4f}% (target: within 1%)")
     finally:
         if args.dir is None:

@@ -78,7 +78,14 @@ def test_not_a_trace(tmp_path: Path, content: str, message: str) -> None:
 def test_bulk_windows_survive_event_boundaries_inside_strings_and_args(tmp_path: Path) -> None:
     # Names and args that contain the "}, {" boundary the bulk decoder cuts at.
     events = [
-        {"ph": "X", "cat": "cpu_op", "name": f"op}}, {{{i}", "ts": i, "dur": 1, "args": {"list": [{"a": i}, {"b": "}, {"}]}}
+        {
+            "ph": "X",
+            "cat": "cpu_op",
+            "name": f"op}}, {{{i}",
+            "ts": i,
+            "dur": 1,
+            "args": {"list": [{"a": i}, {"b": "}, {"}]},
+        }
         for i in range(5000)
     ]
     p = tmp_path / "tricky.json"

@@ -35,6 +35,9 @@ MAX_VALUE = 64 << 20
 #: Below this many characters in the window, events are decoded one at a time.
 BULK_MIN = 16 << 10
 
+#: Events decoded one at a time after a window in which no bulk cut parsed.
+SINGLE_AFTER_MISS = 512
+
 _WS = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
 
@@ -65,6 +68,7 @@ class TraceReader:
         self._pos = 0
         self._eof = False
         self._raw: IO[bytes] | None = None
+        self._single = 0
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     # --- buffer -----------------------------------------------------------------------------
@@ -200,8 +204,14 @@ class TraceReader:
                     return
                 if not self._eof and len(self._buf) - self._pos < self.chunk_size // 2:
                     self._fill()
-                if len(self._buf) - self._pos >= BULK_MIN:
+                if self._single > 0:
+                    self._single -= 1
+                elif len(self._buf) - self._pos >= BULK_MIN:
                     batch = self._bulk()
+                    if batch is None:
+                        # Odd layout: go one event at a time for a while rather than paying
+                        # failed whole-window parses before every event.
+                        self._single = SINGLE_AFTER_MISS
                 if batch is None:
                     batch = [self._value()]
             except json.JSONDecodeError as e:
