@@ -39,7 +39,7 @@ class World:
     def run(self, scenario: str, *, steps: int = 60, onset: int = 20, timeout: float = 80.0,
             until: Callable[[], bool] | None = None, **kw: Any) -> list[int | None]:  # fmt: skip
         codes = run_world(scenario, addr=self.server.addr, events=self.events, steps=steps, onset=onset,
-                          timeout=timeout, until=until, **kw)  # fmt: skip
+                          timeout=timeout, until=until, linger=10.0, **kw)  # fmt: skip
         time.sleep(0.3)  # let the last batches land
         self.agg.tick()
         return codes

@@ -20,6 +20,8 @@ SECTIONS: list[tuple[str, str]] = [
     ("Training a tiny transformer", "anyware.demo.train:run"),
     ("Operator library: the model on anyware.ops", "anyware.demo.ops:run"),
     ("Reading the logs of a failing run", "anyware.demo.logs:run"),
+    ("Watching training health live", "anyware.demo.monitor:run"),
+    ("Collectives: a two-rank data-parallel step on anyware.comm", "anyware.demo.comm:run"),
 ]
 
 

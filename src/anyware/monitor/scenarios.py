@@ -151,10 +151,13 @@ def run_world(
     until: Callable[[], bool] | None = None,
     autostart: bool = False,
     env: dict[str, str] | None = None,
+    linger: float = 0.0,
 ) -> list[int | None]:
     """Run every rank of a scenario; return their exit codes (``None``: killed at the end).
 
-    Stops early (killing the ranks) once ``until()`` is true; ``timeout`` bounds the whole run.
+    Stops early (killing the ranks) once ``until()`` is true; after every rank has exited it
+    keeps polling ``until`` for ``linger`` seconds (a dead rank is only declared after its
+    heartbeat timeout); ``timeout`` bounds the whole run.
     """
     port = free_port()
     base = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
@@ -181,11 +184,14 @@ def run_world(
             log.close()  # the child holds its own descriptor
     deadline = time.monotonic() + timeout
     try:
+        ended: float | None = None
         while time.monotonic() < deadline:
-            if all(p.poll() is not None for p in procs):
-                break
             if until is not None and until():
                 break
+            if all(p.poll() is not None for p in procs):
+                ended = time.monotonic() if ended is None else ended
+                if until is None or time.monotonic() - ended >= linger:
+                    break
             time.sleep(0.05)
     finally:
         codes: list[int | None] = []
