@@ -1,4 +1,4 @@
-"""GPU migration: run CUDA-written PyTorch code unchanged on the present device, or rewrite it.
+"""The public in-code API of anyware.migrate: ``redirect()``, ``report()``, ``MigrationError``.
 
 - ``anyware run SCRIPT`` (see :mod:`anyware.migrate.launch`): the shim in every process.
 - ``import anyware.migrate.auto``: the shim in this process, for the rest of its life.

@@ -9,18 +9,21 @@ trace/monitor/profile. At exit the process's ledger becomes a report part (under
 
 from __future__ import annotations
 
-import atexit
 import os
 import sys
-from types import ModuleType, TracebackType
-from typing import Any
 
-from anyware import _env
 from anyware.migrate import _hooks
+
+TYPE_CHECKING = False  # typing is not loaded yet at start-up; see _hooks
+if TYPE_CHECKING:
+    from types import ModuleType, TracebackType
+    from typing import Any
 
 _MIGRATE_DIR = os.path.dirname(os.path.abspath(__file__))
 _booted = False
 _written_pid: int | None = None
+#: Seconds the shim took to install at ``import torch`` (the start-up benchmark reads it).
+install_seconds: float | None = None
 
 
 def trim_traceback(tb: TracebackType | None) -> TracebackType | None:
@@ -54,6 +57,7 @@ def _install_excepthook() -> None:
 def write_exit_report() -> None:
     """Write this process's ledger once (part file, or summary + optional JSON)."""
     global _written_pid
+    from anyware import _env
     from anyware.migrate.shim import STATE
 
     if _written_pid == os.getpid():
@@ -98,10 +102,18 @@ def _register_mp_finalizer() -> None:
 
 
 def _on_torch(module: ModuleType) -> None:
+    global install_seconds
+    import atexit
+    import time
+
+    t0 = time.perf_counter()
     from anyware.migrate import shim
 
     try:
-        shim.install()
+        target = shim.install()
+        install_seconds = time.perf_counter() - t0
+        # This process chose; its children take the same device without probing again.
+        os.environ.setdefault("ANYWARE_DEVICE", target.name)
     except Exception as e:
         print(
             f"anyware: warning: migration shim not installed: {type(e).__name__}: {e}",

@@ -6,9 +6,9 @@ path still runs: it is found and executed first, under its own name."""
 from __future__ import annotations
 
 import importlib.machinery
-import importlib.util
 import os
 import sys
+import types
 
 
 def _chain() -> None:
@@ -17,7 +17,10 @@ def _chain() -> None:
     spec = importlib.machinery.PathFinder.find_spec("sitecustomize", path)
     if spec is None or spec.loader is None:
         return
-    module = importlib.util.module_from_spec(spec)
+    module = types.ModuleType("sitecustomize")
+    module.__spec__ = spec
+    module.__file__ = spec.origin
+    module.__loader__ = spec.loader
     sys.modules["_anyware_chained_sitecustomize"] = module
     spec.loader.exec_module(module)
 
