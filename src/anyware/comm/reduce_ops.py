@@ -27,6 +27,7 @@ class ReduceOp(StrEnum):
 
 
 _BITWISE = {ReduceOp.BAND, ReduceOp.BOR, ReduceOp.BXOR}
+_BY_VALUE = {o.value: o for o in ReduceOp}
 #: Stable small integers for the wire header (shape/op checks across ranks).
 OP_CODE: dict[ReduceOp, int] = {op: i + 1 for i, op in enumerate(ReduceOp)}
 
@@ -35,6 +36,8 @@ def parse_op(op: object) -> ReduceOp:
     """Accept ``"sum"``, :class:`ReduceOp` or ``torch.distributed.ReduceOp.SUM``."""
     if isinstance(op, ReduceOp):
         return op
+    if isinstance(op, str) and op in _BY_VALUE:
+        return _BY_VALUE[op]
     name = str(op).rsplit(".", 1)[-1].lower()
     name = {"product": "prod", "premul_sum": "premul_sum"}.get(name, name)
     try:

@@ -93,6 +93,8 @@ class Communicator:
         self.seq = 0
         self.last_algo = ""
         self._choices: dict[tuple[Collective, int, bool], Algorithm] = {}
+        self._named: dict[tuple[Collective, str], Algorithm] = {}
+        self._codes = {(c, n): i + 1 for c, t in REGISTRY.items() for i, n in enumerate(t)}
         self._lock = threading.Lock()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._pending: list[concurrent.futures.Future[Any]] = []
@@ -204,9 +206,12 @@ class Communicator:
     # -- running ---------------------------------------------------------------------------------
     def pick(self, coll: Collective, args: Args, nbytes: int, algo: str | None) -> Algorithm:
         if algo is not None:
-            from anyware.comm.algorithms import get
+            named = self._named.get((coll, algo))
+            if named is None:
+                from anyware.comm.algorithms import get
 
-            chosen = get(coll, algo)
+                named = self._named[(coll, algo)] = get(coll, algo)
+            chosen = named
             reason = chosen.unsupported(args)
             if reason:
                 raise ValueError(f"{coll.value} algorithm {chosen.name!r} {reason}")
@@ -242,7 +247,7 @@ class Communicator:
         self.last_algo = chosen.name
         sched = build(chosen, args)
         buffers[Buf.TMP] = torch.empty(sched.tmp_count, dtype=dtype, device=buffers[Buf.IN].device)
-        code = list(REGISTRY[coll]).index(chosen.name) + 1
+        code = self._codes[(coll, chosen.name)]
         header = Header(
             seq=self.seq if bump else -2,
             collective=coll.value,
