@@ -26,6 +26,7 @@ from anyware.ops._registry import (
 from anyware.ops.cross_entropy import cross_entropy, cross_entropy_reference
 from anyware.ops.embedding_bag import embedding_bag, embedding_bag_reference
 from anyware.ops.flash_attention import flash_attention, flash_attention_reference
+from anyware.ops.fp8_matmul import fp8_matmul, fp8_matmul_reference
 from anyware.ops.grouped_matmul import grouped_matmul, grouped_matmul_reference
 from anyware.ops.hadamard import hadamard, hadamard_reference
 from anyware.ops.matmul import matmul, matmul_reference
@@ -37,6 +38,7 @@ from anyware.ops.moe_permute import (
     moe_unpermute_reference,
 )
 from anyware.ops.moe_route import moe_route, moe_route_reference
+from anyware.ops.mx_matmul import mx_matmul, mx_matmul_reference
 from anyware.ops.override import Usage, disable, enable, enabled, use
 from anyware.ops.rms_norm import rms_norm, rms_norm_reference
 from anyware.ops.rope import rope, rope_reference
@@ -60,6 +62,8 @@ __all__ = [
     "enabled",
     "flash_attention",
     "flash_attention_reference",
+    "fp8_matmul",
+    "fp8_matmul_reference",
     "get_op",
     "grouped_matmul",
     "grouped_matmul_reference",
@@ -74,6 +78,8 @@ __all__ = [
     "moe_route_reference",
     "moe_unpermute",
     "moe_unpermute_reference",
+    "mx_matmul",
+    "mx_matmul_reference",
     "op_names",
     "rms_norm",
     "rms_norm_reference",

@@ -33,8 +33,8 @@ class Case:
     """Op name in the registry."""
     label: str
     """Shape and dtype, for the table."""
-    ours: Callable[[], Any]
-    """Runs anyware's Triton implementation once."""
+    ours: Callable[..., Any]
+    """Runs anyware's op once; takes ``impl=`` ("triton" or "reference")."""
     aten: Callable[[], Any]
     """Runs the torch/aten equivalent once (the anchor)."""
     flops: float | None = None
@@ -70,10 +70,11 @@ def measure(case: Case, *, reps: int = 10) -> dict[str, Any]:
     unit, work = ("TFLOP/s", case.flops) if case.flops is not None else ("GB/s", case.bytes)
     scale = 1e12 if unit == "TFLOP/s" else 1e9
     aten_ms = time_ms(case.aten, reps=reps)
+    ref_ms = time_ms(partial(case.ours, impl="reference"), reps=reps)
     blocker = triton_blocker(device)
     if device.type == "cpu":
         blocker = blocker or "the Triton interpreter checks correctness; it is not timed"
-    ours_ms = None if blocker else time_ms(case.ours, reps=reps)
+    ours_ms = None if blocker else time_ms(partial(case.ours, impl="triton"), reps=reps)
     assert work is not None
 
     def rate(ms: float | None) -> float | None:
@@ -84,10 +85,13 @@ def measure(case: Case, *, reps: int = 10) -> dict[str, Any]:
         "case": case.label,
         "unit": unit,
         "aten_ms": round(aten_ms, 4),
+        "reference_ms": round(ref_ms, 4),
         "triton_ms": None if ours_ms is None else round(ours_ms, 4),
         "aten": rate(aten_ms),
+        "reference": rate(ref_ms),
         "triton": rate(ours_ms),
         "ratio": None if ours_ms is None else aten_ms / ours_ms,
+        "reference_ratio": aten_ms / ref_ms,
         "note": blocker or "",
     }
 
@@ -107,7 +111,7 @@ def _matmul(dev: str, dt: torch.dtype, small: bool) -> list[Case]:
         a = torch.randn(n, n, device=dev, dtype=dt)
         b = torch.randn(n, n, device=dev, dtype=dt)
         out.append(
-            Case(op="matmul", label=f"{n}³ {dt}", ours=partial(ops.matmul, a, b, impl="triton"),
+            Case(op="matmul", label=f"{n}³ {dt}", ours=partial(ops.matmul, a, b),
                  aten=partial(torch.matmul, a, b), flops=2.0 * n**3)
         )  # fmt: skip
     return out
@@ -119,7 +123,7 @@ def _rms_norm(dev: str, dt: torch.dtype, small: bool) -> list[Case]:
     m, n = (512, 1024) if small else (16384, 8192)
     x = torch.randn(m, n, device=dev, dtype=dt)
     w = torch.randn(n, device=dev, dtype=dt)
-    return [Case(op="rms_norm", label=f"{m}×{n} {dt}", ours=lambda: ops.rms_norm(x, w, impl="triton"),
+    return [Case(op="rms_norm", label=f"{m}×{n} {dt}", ours=lambda impl: ops.rms_norm(x, w, impl=impl),
                  aten=lambda: F.rms_norm(x, (n,), w, 1e-6), bytes=2.0 * x.numel() * x.element_size())]  # fmt: skip
 
 
@@ -129,7 +133,7 @@ def _swiglu(dev: str, dt: torch.dtype, small: bool) -> list[Case]:
     n = 1 << (20 if small else 27)
     g = torch.randn(n, device=dev, dtype=dt)
     u = torch.randn(n, device=dev, dtype=dt)
-    return [Case(op="swiglu", label=f"{n} {dt}", ours=lambda: ops.swiglu(g, u, impl="triton"),
+    return [Case(op="swiglu", label=f"{n} {dt}", ours=lambda impl: ops.swiglu(g, u, impl=impl),
                  aten=lambda: F.silu(g) * u, bytes=3.0 * n * g.element_size())]  # fmt: skip
 
 
@@ -140,7 +144,7 @@ def _rope(dev: str, dt: torch.dtype, small: bool) -> list[Case]:
     x = torch.randn(b, h, s, d, device=dev, dtype=dt)
     th = torch.arange(s, device=dev)[:, None] * torch.rand(d // 2, device=dev)[None]
     cos, sin = th.cos().to(dt), th.sin().to(dt)
-    return [Case(op="rope", label=f"{b}×{h}×{s}×{d} {dt}", ours=lambda: ops.rope(x, cos, sin, impl="triton"),
+    return [Case(op="rope", label=f"{b}×{h}×{s}×{d} {dt}", ours=lambda impl: ops.rope(x, cos, sin, impl=impl),
                  aten=lambda: ops.rope_reference(x, cos, sin), bytes=2.0 * x.numel() * x.element_size())]  # fmt: skip
 
 
@@ -150,7 +154,7 @@ def _cross_entropy(dev: str, dt: torch.dtype, small: bool) -> list[Case]:
     n, v = (256, 4096) if small else (8192, 131072)
     x = torch.randn(n, v, device=dev, dtype=dt)
     t = torch.randint(0, v, (n,), device=dev)
-    return [Case(op="cross_entropy", label=f"{n}×{v} {dt}", ours=lambda: ops.cross_entropy(x, t, impl="triton"),
+    return [Case(op="cross_entropy", label=f"{n}×{v} {dt}", ours=lambda impl: ops.cross_entropy(x, t, impl=impl),
                  aten=lambda: F.cross_entropy(x.float(), t), bytes=1.0 * x.numel() * x.element_size())]  # fmt: skip
 
 
@@ -164,7 +168,7 @@ def _flash_attention(dev: str, dt: torch.dtype, small: bool) -> list[Case]:
         q, k, v = (torch.randn(b, h, s, d, device=dev, dtype=adt) for _ in range(3))
         work = 4.0 * b * h * s * s * d / (2 if causal else 1)
         out.append(Case(op="flash_attention", label=f"{b}×{h}×{s}×{d} causal={causal} {adt}",
-                        ours=partial(ops.flash_attention, q, k, v, causal, impl="triton"),
+                        ours=partial(ops.flash_attention, q, k, v, causal),
                         aten=partial(F.scaled_dot_product_attention, q, k, v, is_causal=causal),
                         flops=work))  # fmt: skip
     return out
@@ -178,7 +182,7 @@ def _embedding_bag(dev: str, dt: torch.dtype, small: bool) -> list[Case]:
     idx = torch.randint(0, rows, (bags * per,), device=dev)
     off = torch.arange(bags, device=dev) * per
     return [Case(op="embedding_bag", label=f"{rows}×{d} bags={bags}×{per} fp32",
-                 ours=lambda: ops.embedding_bag(w, idx, off, "sum", impl="triton"),
+                 ours=lambda impl: ops.embedding_bag(w, idx, off, "sum", impl=impl),
                  aten=lambda: F.embedding_bag(idx, w, off, mode="sum"),
                  bytes=float(bags * per * (d * 4 + 8) + bags * d * 4))]  # fmt: skip
 
@@ -190,7 +194,7 @@ def _hadamard(dev: str, dt: torch.dtype, small: bool) -> list[Case]:
     m, n = (256, 1024) if small else (65536, 4096)
     x = torch.randn(m, n, device=dev, dtype=dt)
     hm = hadamard_matrix(n, dtype=dt).to(dev)  # the anchor: a dense GEMM by H
-    return [Case(op="hadamard", label=f"{m}×{n} {dt}", ours=lambda: ops.hadamard(x, impl="triton"),
+    return [Case(op="hadamard", label=f"{m}×{n} {dt}", ours=lambda impl: ops.hadamard(x, impl=impl),
                  aten=lambda: x @ hm, bytes=2.0 * x.numel() * x.element_size())]  # fmt: skip
 
 
@@ -246,4 +250,4 @@ def all_ops() -> list[str]:
 
 
 def fmt_rate(x: float | None) -> str:
-    return "—" if x is None or not math.isfinite(x) else f"{x:,.2f}"
+    return "—" if x is None or not math.isfinite(x) else f"{x:.3g}"
