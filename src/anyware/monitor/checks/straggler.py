@@ -42,7 +42,7 @@ class Straggler(Check):
         self.findings: dict[int, Finding] = {}
 
     def evaluate(self, state: RunState, now: float) -> list[Finding]:
-        complete = state.complete_steps()
+        complete = [s for s in state.complete_steps() if s >= self.cfg.straggler_warmup_steps]
         if len(complete) < self.cfg.straggler_window or complete[-1] <= self.last:
             return list(self.findings.values())
         for step in complete:
