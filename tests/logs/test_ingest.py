@@ -74,3 +74,23 @@ def test_blocks_are_whole_lines_and_keep_a_final_partial_line(tmp_path: Path) ->
     assert b"".join(blocks) == data
     assert all(b.endswith(b"\n") for b in blocks[:-1])
     assert blocks[-1].endswith(b"last without newline") and len(blocks[-1]) > 100
+
+
+def test_unreadable_file_is_reported_and_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from anyware.logs import ingest
+
+    (tmp_path / "rank0.log").write_bytes(OOM)
+    (tmp_path / "rank1.log").write_bytes(OOM)
+    real_open = ingest._open
+
+    def deny(src: ingest.Source):  # type: ignore[no-untyped-def]
+        if src.path.name == "rank0.log":
+            raise PermissionError(13, "Permission denied")
+        return real_open(src)
+
+    monkeypatch.setattr(ingest, "_open", deny)
+    a = analyze([tmp_path])
+    assert a.root_cause.rank == 1
+    assert any("rank0.log" in e and "Permission denied" in e for e in a.errors), a.errors
