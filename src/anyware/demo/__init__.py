@@ -18,10 +18,12 @@ from rich.console import Console
 SECTIONS: list[tuple[str, str]] = [
     ("Environment", "anyware.demo.environment:run"),
     ("Training a tiny transformer", "anyware.demo.train:run"),
+    ("Running CUDA-written code unchanged (anyware run)", "anyware.demo.migrate:run"),
     ("Operator library: the model on anyware.ops", "anyware.demo.ops:run"),
     ("Reading the logs of a failing run", "anyware.demo.logs:run"),
     ("Watching training health live", "anyware.demo.monitor:run"),
     ("Collectives: a two-rank data-parallel step on anyware.comm", "anyware.demo.comm:run"),
+    ("Where the time went: profiling a few steps", "anyware.demo.profile:run"),
 ]
 
 

@@ -162,9 +162,12 @@ def _wait(proc: subprocess.Popen[bytes]) -> int:
     return 128 - code if code < 0 else code
 
 
-def run(opts: RunOptions, *, quiet: bool = False) -> int:
+def run(opts: RunOptions, *, quiet: bool = False, output: Any = None) -> int:
     """Run the program; returns its exit status. Raises :class:`LaunchError` for bad input
-    and the runtime's backend errors for a ``device`` that is unknown or absent."""
+    and the runtime's backend errors for a ``device`` that is unknown or absent.
+
+    ``quiet`` skips the summary on stderr; ``output`` (a file) takes the program's stdout and
+    stderr instead of the terminal."""
     from anyware import runtime
 
     args, name = opts.command()
@@ -184,7 +187,8 @@ def run(opts: RunOptions, *, quiet: bool = False) -> int:
         if opts.monitor:
             handle = _start_monitor(opts, env)
         try:
-            proc = subprocess.Popen(argv_for(opts, args), env=env)
+            redirect = {} if output is None else {"stdout": output, "stderr": subprocess.STDOUT}
+            proc = subprocess.Popen(argv_for(opts, args), env=env, **redirect)
             code = _wait(proc)
         finally:
             if handle is not None:

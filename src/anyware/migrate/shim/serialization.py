@@ -37,13 +37,14 @@ def _target_location(location: Any) -> tuple[str, bool]:
     return str(new), changed
 
 
-def map_location_for(map_location: Any) -> Any:
-    """A callable ``(storage, tag) -> storage`` honouring ``map_location`` on the target."""
+def map_location_for(map_location: Any, hits: set[str]) -> Any:
+    """A callable ``(storage, tag) -> storage`` honouring ``map_location`` on the target;
+    what it redirected is added to ``hits`` (recorded once per ``torch.load`` call)."""
 
     def via_tag(storage: Any, tag: str) -> Any:
         loc, changed = _target_location(tag)
         if changed:
-            record("torch.load(cuda storages)")
+            hits.add("torch.load(cuda storages)")
         return _restore(storage, loc)
 
     if map_location is None:
@@ -68,7 +69,7 @@ def map_location_for(map_location: Any) -> Any:
         return map_location
 
     def fixed(storage: Any, tag: str) -> Any:
-        record("torch.load(map_location='cuda')")
+        hits.add("torch.load(map_location='cuda')")
         return _restore(storage, loc)
 
     return fixed
@@ -80,9 +81,13 @@ def _install_load(p: Patcher, t: Target) -> None:
     def make(orig: Any) -> Any:
         @functools.wraps(orig)
         def load(f: Any, map_location: Any = None, *args: Any, **kwargs: Any) -> Any:
-            if STATE.target is not None:
-                map_location = map_location_for(map_location)
-            return orig(f, map_location, *args, **kwargs)
+            if STATE.target is None:
+                return orig(f, map_location, *args, **kwargs)
+            hits: set[str] = set()
+            out = orig(f, map_location_for(map_location, hits), *args, **kwargs)
+            for api in sorted(hits):
+                record(api)
+            return out
 
         return load
 
