@@ -42,6 +42,13 @@ from anyware.ops.mx_matmul import mx_matmul, mx_matmul_reference
 from anyware.ops.override import Usage, disable, enable, enabled, use
 from anyware.ops.rms_norm import rms_norm, rms_norm_reference
 from anyware.ops.rope import rope, rope_reference
+from anyware.ops.sparse_attention import (
+    indexer_scores_reference,
+    indexer_topk,
+    select_topk,
+    sparse_attention,
+    sparse_attention_reference,
+)
 from anyware.ops.swiglu import swiglu, swiglu_reference
 
 __all__ = [
@@ -69,6 +76,8 @@ __all__ = [
     "grouped_matmul_reference",
     "hadamard",
     "hadamard_reference",
+    "indexer_scores_reference",
+    "indexer_topk",
     "matmul",
     "matmul_reference",
     "moe_align",
@@ -85,6 +94,9 @@ __all__ = [
     "rms_norm_reference",
     "rope",
     "rope_reference",
+    "select_topk",
+    "sparse_attention",
+    "sparse_attention_reference",
     "swiglu",
     "swiglu_reference",
     "use",
