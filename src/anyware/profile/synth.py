@@ -275,7 +275,8 @@ def write_large_rank(
                 )
             )
             corr += 1
-            # The all-reduce starts while the last quarter of the step's compute still runs.
+            # The all-reduce starts while the last tenth of the step's compute still runs, so
+            # part of it is hidden behind compute and the rest is exposed.
             emit(
                 _x(
                     "cpu_op",
@@ -298,7 +299,7 @@ def write_large_rank(
                     {"correlation": corr, "External id": corr},
                 )
             )
-            cstart = step_start + 20 + 0.75 * (dev - step_start - 20)
+            cstart = step_start + 20 + 0.9 * (dev - step_start - 20)
             cdur = rng.uniform(200, 600)
             emit(
                 _x(
