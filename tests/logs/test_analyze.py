@@ -95,3 +95,21 @@ def test_no_failure_gives_unknown(tmp_path: Path) -> None:
     assert a.root_cause.category is Category.UNKNOWN
     assert a.root_cause.confidence == 0.0
     assert a.lines == 50
+
+
+def test_blocks_scanned_in_parallel_merge_like_one_pass(corpus: ModuleType, tmp_path: Path) -> None:
+    from anyware.logs.analyze import merge
+    from anyware.logs.ingest import discover
+    from anyware.logs.scan import scan_source
+
+    truth = corpus.generate(tmp_path, failure="hang", ranks=8, seed=9, layout="mixed")
+    src = discover([tmp_path / "job.log"])[0]
+    whole = scan_source(src)
+    parts = scan_source(src, block_bytes=16 << 10)
+    assert parts.lines == whole.lines and parts.bytes == whole.bytes == src.size
+    assert [(f.line, f.code, f.rank) for f in parts.findings] == [
+        (f.line, f.code, f.rank) for f in whole.findings
+    ]
+    assert parts.progress == whole.progress and parts.last_t == whole.last_t
+    rc = merge([parts]).root_cause
+    assert (rc.rank, str(rc.category)) == (truth.rank, "hang")

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import glob
 import gzip
-import io
 import os
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from anyware.logs.lineinfo import name_rank_host
 
 BLOCK_BYTES = 64 << 20
+T = TypeVar("T")
 #: A line longer than this is cut into pieces (one 100 MB line must not need 100 MB per piece).
 MAX_LINE_BYTES = 8 << 20
 _LOG_SUFFIXES = {".log", ".txt", ".out", ".err", ".gz", ".zst", ".jsonl", ""}
@@ -178,6 +180,32 @@ def iter_blocks(
         yield carry + pending
 
 
-def block_lines(block: bytes) -> list[str | None]:
-    """The lines of a block as Python strings (tests and small inputs; the scanner uses polars)."""
-    return [ln.rstrip("\r") for ln in io.TextIOWrapper(io.BytesIO(block), errors="replace")]
+def run_in_order(
+    blocks: Iterator[bytes],
+    work: Callable[[bytes, int], T],
+    done: Callable[[T], None],
+    on_bytes: Callable[[int], None] | None = None,
+    in_flight: int = 2,
+) -> None:
+    """``work(block, seq)`` on up to ``in_flight`` blocks at once (threads); ``done`` sees the
+    results in file order. Bounded, so at most ``in_flight + 1`` blocks are in memory."""
+    if in_flight <= 1:
+        for seq, block in enumerate(blocks):
+            done(work(block, seq))
+            if on_bytes is not None:
+                on_bytes(len(block))
+        return
+    with ThreadPoolExecutor(max_workers=in_flight) as pool:
+        pending: deque[tuple[Future[T], int]] = deque()
+
+        def drain(keep: int) -> None:
+            while len(pending) > keep:
+                fut, size = pending.popleft()
+                done(fut.result())
+                if on_bytes is not None:
+                    on_bytes(size)
+
+        for seq, block in enumerate(blocks):
+            pending.append((pool.submit(work, block, seq), len(block)))
+            drain(in_flight)
+        drain(0)

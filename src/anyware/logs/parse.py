@@ -21,16 +21,22 @@ import os
 import re
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from anyware.logs.formats import FormatError, headers, resolve, to_regex
-from anyware.logs.ingest import Compression, IngestError, Source, discover, iter_blocks
+from anyware.logs.ingest import (
+    Compression,
+    IngestError,
+    Source,
+    discover,
+    iter_blocks,
+    run_in_order,
+)
 from anyware.logs.miner import TemplateMiner
 
 _SAMPLE_LINES = 1000
@@ -122,7 +128,9 @@ def parse_file(
                 lines += df.height
 
             blocks = iter_blocks(src, block_bytes=block_bytes, on_error=errors.append)
-            _pipeline(blocks, lambda b, seq: _parse_block(pl, b, st, seq), write, on_bytes)
+            run_in_order(
+                blocks, lambda b, seq: _parse_block(pl, b, st, seq), write, on_bytes, _IN_FLIGHT
+            )
         rows = [(t.event_id, t.text, t.count) for t in st.miner.templates if t.count]
         pl.DataFrame(
             rows, schema=["EventId", "EventTemplate", "Occurrences"], orient="row"
@@ -144,29 +152,6 @@ def parse_file(
         "seconds": round(time.perf_counter() - t0, 3),
         "errors": errors,
     }
-
-
-def _pipeline(
-    blocks: Iterator[bytes],
-    work: Callable[[bytes, int], Any],
-    done: Callable[[Any], None],
-    on_bytes: Callable[[int], None] | None,
-) -> None:
-    """Run ``work`` on two blocks at a time; ``done`` sees the results in file order."""
-    with ThreadPoolExecutor(max_workers=_IN_FLIGHT) as pool:
-        pending: deque[tuple[Future[Any], int]] = deque()
-
-        def drain(keep: int) -> None:
-            while len(pending) > keep:
-                fut, size = pending.popleft()
-                done(fut.result())
-                if on_bytes is not None:
-                    on_bytes(size)
-
-        for seq, block in enumerate(blocks):
-            pending.append((pool.submit(work, block, seq), len(block)))
-            drain(_IN_FLIGHT)
-        drain(0)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -268,7 +253,7 @@ def _premine(
             target[k] += n
 
     blocks = iter_blocks(src, block_bytes=block_bytes, on_error=lambda e: None)
-    _pipeline(blocks, count, merge, on_bytes)
+    run_in_order(blocks, count, merge, on_bytes, _IN_FLIGHT)
     if len(shapes) > _CACHE_MAX:
         return  # too many shapes to hold: mine block by block instead
     infos = {s: st.shape_info(s) for s in shapes}

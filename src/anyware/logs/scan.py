@@ -10,6 +10,7 @@ unit a cluster engine (Ray, Dask) maps over; :func:`anyware.logs.analyze.merge` 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import time
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from anyware.logs import signatures
-from anyware.logs.ingest import BLOCK_BYTES, Source, iter_blocks
+from anyware.logs.ingest import BLOCK_BYTES, Compression, Source, iter_blocks, run_in_order
 from anyware.logs.lineinfo import line_host, line_rank, line_time
 from anyware.logs.model import Category, Finding, Role, Signature
 
@@ -170,63 +171,104 @@ def _finding(
 
 
 def scan_source(
-    src: Source, *, block_bytes: int = BLOCK_BYTES, on_block: Callable[[int], None] | None = None
+    src: Source,
+    *,
+    block_bytes: int = BLOCK_BYTES,
+    on_block: Callable[[int], None] | None = None,
+    in_flight: int = 2,
 ) -> SourceScan:
-    """Scan one file: findings, notable lines, line/byte counts, time span and progress."""
+    """Scan one file: findings, notable lines, line/byte counts, time span and progress.
+
+    Blocks of a big file are scanned ``in_flight`` at a time (threads: polars releases the GIL)
+    with block-local line numbers, then merged in file order.
+    """
     import polars as pl
 
     scan = SourceScan(file=str(src.path), rank=src.rank, host=src.host)
-    sigs = signatures.all_signatures()
-    needle_rx = _needle_regex()
-    level_rx = re.compile("|".join(LEVEL_WORDS))
-    # Year for yearless stamps (syslog, dmesg -T, glog) until an ISO stamp in the file says.
-    year = _year_of(time.time())
-    mixed = src.rank is None
-    for block in iter_blocks(src, block_bytes=block_bytes, on_error=scan.errors.append):
-        scan.bytes += len(block)
-        col = _frame(block)
+    ctx = _Ctx(
+        src=src,
+        sigs=signatures.all_signatures(),
+        needle_rx=_needle_regex(),
+        level_rx=re.compile("|".join(LEVEL_WORDS)),
+        mixed=src.rank is None,
+        pl=pl,
+    )
+
+    def absorb(part: SourceScan) -> None:
         base = scan.lines
-        n = len(col)
-        scan.lines += n
-        if scan.first_t is None:
-            for text in col.head(100).to_list():
-                t = line_time(text, year) if text else None
-                if t is not None:
-                    scan.first_t = t
-                    year = _year_of(t)
-                    break
-        for text in reversed(col.tail(100).to_list()):
-            t = line_time(text, year) if text else None
-            if t is not None:
-                scan.last_t = t
-                break
-        _progress(scan, col, base, year, mixed, pl)
-        idx_col = (
-            pl.DataFrame({"line": col})
-            .with_row_index("i")
-            .filter(pl.col("line").str.contains(needle_rx))
-        )
-        notable_left = NOTABLE_CAP
-        for i, text in zip(
-            idx_col.get_column("i").to_list(), idx_col.get_column("line").to_list(), strict=True
-        ):
-            f = _finding(src, scan, sigs, col, i, base + i + 1, text, year)
-            if f is not None:
-                scan.findings.append(f)
-                if f.rank is not None:
-                    scan.ranks_seen.add(f.rank)
-            elif level_rx.search(text):
-                if notable_left > 0:
-                    notable_left -= 1
-                    r = line_rank(text) if mixed else src.rank
-                    scan.notable.append((text[:500], base + i + 1, r, line_time(text, year)))
-                else:
-                    scan.notable_dropped += 1
-        if on_block is not None:
-            on_block(len(block))
+        scan.bytes += part.bytes
+        scan.lines += part.lines
+        scan.first_t = scan.first_t if scan.first_t is not None else part.first_t
+        scan.last_t = part.last_t if part.last_t is not None else scan.last_t
+        scan.findings += [dataclasses.replace(f, line=f.line + base) for f in part.findings]
+        scan.notable += [(t, ln + base, r, tm) for t, ln, r, tm in part.notable]
+        scan.notable_dropped += part.notable_dropped
+        for r, p in part.progress.items():
+            scan.progress[r] = Progress(step=p.step, time=p.time, line=p.line + base)
+        scan.ranks_seen |= part.ranks_seen
+
+    blocks = iter_blocks(src, block_bytes=block_bytes, on_error=scan.errors.append)
+    one_block = src.size <= block_bytes and src.compression is Compression.NONE
+    run_in_order(
+        blocks, lambda b, _seq: _scan_block(ctx, b), absorb, on_block, 1 if one_block else in_flight
+    )
     if src.rank is not None:
         scan.ranks_seen.add(src.rank)
     return scan
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Ctx:
+    src: Source
+    sigs: tuple[Signature, ...]
+    needle_rx: str
+    level_rx: re.Pattern[str]
+    mixed: bool
+    pl: Any
+
+
+def _scan_block(ctx: _Ctx, block: bytes) -> SourceScan:
+    """One block with block-local line numbers (the caller adds the offset)."""
+    pl, src = ctx.pl, ctx.src
+    part = SourceScan(file=str(src.path), rank=src.rank, host=src.host, bytes=len(block))
+    col = _frame(block)
+    part.lines = len(col)
+    # Year for yearless stamps (syslog, dmesg -T, glog): the block's first ISO stamp, else now.
+    year = _year_of(time.time())
+    for text in col.head(100).to_list():
+        t = line_time(text, year) if text else None
+        if t is not None:
+            part.first_t = t
+            year = _year_of(t)
+            break
+    for text in reversed(col.tail(100).to_list()):
+        t = line_time(text, year) if text else None
+        if t is not None:
+            part.last_t = t
+            break
+    _progress(part, col, 0, year, ctx.mixed, pl)
+    idx_col = (
+        pl.DataFrame({"line": col})
+        .with_row_index("i")
+        .filter(pl.col("line").str.contains(ctx.needle_rx))
+    )
+    notable_left = NOTABLE_CAP
+    for i, text in zip(
+        idx_col.get_column("i").to_list(), idx_col.get_column("line").to_list(), strict=True
+    ):
+        f = _finding(src, part, ctx.sigs, col, i, i + 1, text, year)
+        if f is not None:
+            part.findings.append(f)
+            if f.rank is not None:
+                part.ranks_seen.add(f.rank)
+        elif ctx.level_rx.search(text):
+            if notable_left > 0:
+                notable_left -= 1
+                r = line_rank(text) if ctx.mixed else src.rank
+                part.notable.append((text[:500], i + 1, r, line_time(text, year)))
+            else:
+                part.notable_dropped += 1
+    return part
 
 
 def _year_of(t: float) -> int:
