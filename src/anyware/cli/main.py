@@ -11,6 +11,7 @@ import typer
 from anyware import __version__
 from anyware.cli import demo, env, migrate, profile, run
 from anyware.cli import comm as comm_cli
+from anyware.cli import formats as formats_cli
 from anyware.cli import logs as logs_cli
 from anyware.cli import monitor as monitor_cli
 from anyware.cli import ops as ops_cli
@@ -54,6 +55,7 @@ app.add_typer(logs_cli.app, name="logs")
 app.add_typer(monitor_cli.app, name="monitor")
 app.add_typer(ops_cli.app, name="ops")
 app.add_typer(comm_cli.app, name="comm")
+app.add_typer(formats_cli.app, name="formats")
 
 
 def main(argv: list[str] | None = None) -> None:
