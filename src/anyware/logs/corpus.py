@@ -206,6 +206,21 @@ def generate(
     t_fail = T0 + 60 + fail_step * STEP_S + jitter[culprit] + 0.1
     seq = 7 + fail_step * 3
     per_rank: list[list[tuple[float, str]]] = []
+    files: list[str] = []
+    total = 0
+
+    def write(name: str, lines: list[tuple[float, str]]) -> None:
+        nonlocal total
+        data = ("\n".join(x for _, x in lines) + "\n").encode()
+        total += len(data)
+        p = out / name
+        if gzip_some and name.endswith("rank1.log"):
+            p = p.with_suffix(".log.gz")
+            p.write_bytes(gzip.compress(data, compresslevel=1))
+        else:
+            p.write_bytes(data)
+        files.append(p.name)
+
     losses = [rng.uniform(1.5, 3.0) for _ in range(64)]
     for r in range(ranks):
         lines: list[tuple[float, str]] = []
@@ -284,7 +299,10 @@ def generate(
                     )
                 )
             lines += [(tv, x) for x in _timeout_lines(r, tv, seq, timeout_s)]
-        per_rank.append(lines)
+        if layout == "mixed":
+            per_rank.append(lines)
+        else:  # written at once: a multi-GB corpus never sits in memory
+            write(f"{host_of[r]}-rank{r}.log", lines)
     victim = (culprit + 1) % ranks
     t_end = t_fail + timeout_s + 0.05 * ranks + 5
     launcher: list[tuple[float, str]] = [
@@ -337,21 +355,6 @@ def generate(
                 f"[{stamp}] Out of memory: Killed process 4242 (python) total-vm:912345678kB, anon-rss:123456789kB",
             )
         )
-    files: list[str] = []
-    total = 0
-
-    def write(name: str, lines: list[tuple[float, str]]) -> None:
-        nonlocal total
-        data = ("\n".join(x for _, x in lines) + "\n").encode()
-        total += len(data)
-        p = out / name
-        if gzip_some and name.endswith("rank1.log"):
-            p = p.with_suffix(".log.gz")
-            p.write_bytes(gzip.compress(data, compresslevel=1))
-        else:
-            p.write_bytes(data)
-        files.append(p.name)
-
     if layout == "mixed":
         merged = sorted(
             ((t, f"[rank{r}]:{x}") for r, ls in enumerate(per_rank) for t, x in ls),
@@ -359,8 +362,6 @@ def generate(
         )
         write("job.log", merged + launcher)
     else:
-        for r, ls in enumerate(per_rank):
-            write(f"{host_of[r]}-rank{r}.log", ls)
         write(f"{host_of[victim]}-torchrun.log", launcher)
     if kern:
         write(f"{host_of[culprit]}-kern.log", kern)
