@@ -239,11 +239,13 @@ def _premine(
     keys: Counter[str] = Counter()
 
     def count(block: bytes, seq: int) -> tuple[str, Any]:
-        df = _frames(pl, block)
-        uniq = df.group_by("_m").len()
-        if uniq.height > max(1000, _FAST_MAX_UNIQUE * df.height):
-            k = _regex_frame(pl, df.drop("_m"), st).group_by("_key").len()
-            return "key", k
+        from anyware.logs.scan import _frame
+
+        masked = _frame(block.translate(_ZERO_DIGITS)).fill_null("")
+        uniq = masked.to_frame("_m").group_by("_m").len()
+        if uniq.height > max(1000, _FAST_MAX_UNIQUE * len(masked)):
+            raw = _frame(block).fill_null("").to_frame("line")
+            return "key", _regex_frame(pl, raw, st).group_by("_key").len()
         return "shape", uniq
 
     def merge(res: tuple[str, Any]) -> None:
