@@ -76,6 +76,9 @@ COMM_COST_FILE = _declare(
 # --- trace / monitor / profile (set by `anyware run`, read in each rank) ---------------------
 TRACE_DIR = _declare("ANYWARE_TRACE_DIR", "record a precision trace into this directory")
 TRACE_LEVEL = _declare("ANYWARE_TRACE_LEVEL", "trace level: module, op or mix", "module")
+TRACE_TENSORS = _declare(
+    "ANYWARE_TRACE_TENSORS", "glob over module paths whose tensors the trace also saves whole"
+)
 MONITOR_ADDR = _declare("ANYWARE_MONITOR_ADDR", "host:port of the monitor's aggregator")
 MONITOR_EVENTS = _declare("ANYWARE_MONITOR_EVENTS", "directory for per-rank monitor JSONL")
 MONITOR_TOKEN = _declare(

@@ -32,6 +32,8 @@ class Alignment:
     structure_differs_at: str | None
     """The first module where the two runs' structures disagree, when they do."""
     realigned_groups: int
+    loose: Any
+    """numpy int64 per B row: id of its realigned module call (op sequences differed), or -1."""
 
 
 def _with_key(df: Any) -> Any:
@@ -117,6 +119,7 @@ def align(a: Any, b: Any, mapping: dict[str, str] | None = None) -> tuple[Any, A
     sig_b = bi.with_columns(tok).group_by(_GROUP).agg(pl.col("tok").str.join("\x1f").alias("sb"))
     bad = sig_b.join(sig_a, on=_GROUP, how="inner").filter(pl.col("sa") != pl.col("sb"))
     realigned = 0
+    loose = np.full(b.height, -1, dtype=np.int64)
     if bad.height:
         keys = bad.select(_GROUP)
         ga = ai.join(keys, on=_GROUP, how="semi").with_columns(tok).sort("seq")
@@ -131,6 +134,7 @@ def align(a: Any, b: Any, mapping: dict[str, str] | None = None) -> tuple[Any, A
             tb, ta = grp_b["tok"].to_list(), grp_a["tok"].to_list()
             rb, ra = grp_b["_b"].to_numpy(), grp_a["_a"].to_numpy()
             a_index[rb] = -1
+            loose[rb] = realigned
             sm = difflib.SequenceMatcher(a=ta, b=tb, autojunk=False)
             for blk in sm.get_matching_blocks():
                 a_index[rb[blk.b : blk.b + blk.size]] = ra[blk.a : blk.a + blk.size]
@@ -142,4 +146,5 @@ def align(a: Any, b: Any, mapping: dict[str, str] | None = None) -> tuple[Any, A
         renamed={k: v for k, v in renamed.items() if k != v},
         structure_differs_at=differs,
         realigned_groups=realigned,
+        loose=loose,
     )

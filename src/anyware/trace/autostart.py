@@ -8,6 +8,7 @@ Parquet row group per step; everything is sealed at interpreter exit.
 from __future__ import annotations
 
 import atexit
+from pathlib import Path
 
 from anyware import _env
 
@@ -24,10 +25,12 @@ def start() -> bool:
         return False
     import anyware.trace as trace
     from anyware.trace.recorder import RecordConfig, Recorder
+    from anyware.trace.schema import Level
 
     if trace.active() is not None:
         return False
-    cfg = RecordConfig(out=out, level=_env.TRACE_LEVEL.get() or "module")  # type: ignore[arg-type]
+    level = Level(_env.TRACE_LEVEL.get() or "module")
+    cfg = RecordConfig(out=Path(out), level=level, tensors=_env.TRACE_TENSORS.get())
     rec = Recorder(cfg)
     rec.install()
     trace._set_active(rec)

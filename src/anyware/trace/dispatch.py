@@ -25,17 +25,24 @@ class TraceMode(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
         rec = self.rec
         if rec.failed or rec.closed:
-            return out
+            return func(*args, **kwargs)
         try:
-            self._record(func, args, kwargs, out)
+            # Inputs are measured before the op runs: an in-place op overwrites them.
+            pre = self._before(func, args, kwargs)
         except Exception as e:
             rec._fail(e)
+            return func(*args, **kwargs)
+        out = func(*args, **kwargs)
+        if pre is not None and not rec.failed:
+            try:
+                self._after(pre, out)
+            except Exception as e:
+                rec._fail(e)
         return out
 
-    def _record(self, func: Any, args: Any, kwargs: Any, out: Any) -> None:
+    def _before(self, func: Any, args: Any, kwargs: Any) -> tuple[Any, ...] | None:
         import torch
 
         from anyware.trace.recorder import _ALIAS_OPS, _tensors
@@ -45,21 +52,13 @@ class TraceMode(TorchDispatchMode):
             name = str(func.overloadpacket)
             info = self.names[func] = (name, bool(func.is_view) or name in _ALIAS_OPS)
         name, alias = info
-        outs = _tensors(out)
-        if not outs:
-            return
         rec = self.rec
-        lineage = rec.lineage
         ins = _tensors(args)
         if kwargs:
             ins += _tensors(kwargs)
-        if alias:
-            if ins:
-                src = lineage.get(ins[0])
-                if src is not None:
-                    for t in outs:
-                        lineage[t] = src
-            return
+        if alias or name.startswith(("c10d.", "_c10d_functional.")):
+            return (name, alias, ins)
+        lineage = rec.lineage
         node = torch._C._current_autograd_node()
         if node is not None:
             phase = Phase.BACKWARD
@@ -93,8 +92,34 @@ class TraceMode(TorchDispatchMode):
                 )
                 lineage[t] = s
             srcs.append(s)
+        return (name, alias, ins, phase, module, idx, call, srcs)
+
+    def _after(self, pre: tuple[Any, ...], out: Any) -> None:
+        from anyware.trace.recorder import _tensors
+
+        name, alias, ins = pre[:3]
+        outs = _tensors(out)
+        if not outs:
+            return
+        lineage = self.rec.lineage
+        if len(pre) == 3:
+            if not alias:
+                # A collective may still be writing its outputs when it returns (async
+                # work): measuring them now would race; their next consumer measures them.
+                for t in outs:
+                    lineage.pop(t, None)
+            elif ins and ins[0].is_contiguous():
+                # A view in the same element order (view, flatten, unsqueeze) reads its base's
+                # row; a reordering one (t, transpose) is measured afresh where it is used.
+                src = lineage.get(ins[0])
+                if src is not None:
+                    for t in outs:
+                        if t.is_contiguous():
+                            lineage[t] = src
+            return
+        _, _, _, phase, module, idx, call, srcs = pre
         for j, t in enumerate(outs):
-            lineage[t] = rec.observe(
+            lineage[t] = self.rec.observe(
                 t,
                 phase=phase,
                 module=module,

@@ -73,8 +73,11 @@ def tensor_stats(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if not x.is_contiguous():  # reshape of a strided view may be a view; bits need a copy
         x = x.contiguous()
     n = x.numel()
-    xf = x if x.dtype == torch.float32 else x.to(torch.float32)
-    mn, mx = torch.aminmax(xf)
+    xr = x if x.dtype == torch.float32 else x.to(torch.float32)
+    mn, mx = torch.aminmax(xr)
+    # Sketch, sum and norm over the finite values: an attention mask's -inf must not turn
+    # every statistic of the tensor into inf/NaN (the counts keep the non-finite ones).
+    xf = torch.nan_to_num(xr, nan=0.0, posinf=0.0, neginf=0.0)
     if n <= _CHUNK:
         proj = torch.mv(_cache.get(n, xf.device), xf)
     else:
@@ -84,7 +87,7 @@ def tensor_stats(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if whole < n:
             proj = proj + torch.mv(mat[:, : n - whole], xf[whole:])
     floats = torch.cat([torch.stack([mn, mx, proj[0], torch.dot(xf, xf)]), proj[1:]])
-    ints = torch.stack([torch.isnan(xf).sum(), torch.isinf(xf).sum(), _checksum(x)])
+    ints = torch.stack([torch.isnan(xr).sum(), torch.isinf(xr).sum(), _checksum(x)])
     return floats, ints
 
 
