@@ -26,7 +26,7 @@ def test_logits_match_reference(n: int, v: int, reduction: str, dtype: torch.dty
 
 
 @pytest.mark.parametrize("dtype", KERNEL_DTYPES)
-@pytest.mark.parametrize("chunk", [1, 16, 4096])
+@pytest.mark.parametrize("chunk", [7, 4096])
 def test_fused_head_matches_reference(chunk: int, dtype: torch.dtype) -> None:
     h, w = make((2, 19, 24), dtype), make((300, 24), dtype, scale=0.3)
     t = torch.randint(0, 300, (2, 19))

@@ -210,6 +210,80 @@ _BASE: dict[str, Callable[[str, torch.dtype, bool], list[Case]]] = {
 }
 
 
+def _fp8_matmul(dev: str, dt: torch.dtype, small: bool) -> list[Case]:
+    from anyware import ops
+
+    n = 256 if small else 8192
+    a = torch.randn(n, n, device=dev).to(torch.float8_e4m3fn)
+    b = torch.randn(n, n, device=dev).to(torch.float8_e4m3fn)
+    sa, sb = torch.ones(n, 1, device=dev), torch.ones(n, 1, device=dev)
+    out_dt = torch.float32 if small else torch.bfloat16
+
+    def aten() -> torch.Tensor:  # rowwise-scaled cuBLASLt FP8 GEMM (b column-major, as it needs)
+        return torch._scaled_mm(a, b.t(), scale_a=sa, scale_b=sb.t(), out_dtype=out_dt)
+
+    return [Case(op="fp8_matmul", label=f"{n}³ e4m3 rowwise", ours=lambda impl: ops.fp8_matmul(a, b, sa, sb, out_dtype=out_dt, impl=impl),
+                 aten=aten, flops=2.0 * n**3)]  # fmt: skip
+
+
+def _mx_matmul(dev: str, dt: torch.dtype, small: bool) -> list[Case]:
+    from anyware import ops
+
+    n = 256 if small else 8192
+    a = torch.randn(n, n, device=dev).to(torch.float8_e4m3fn)
+    b = torch.randn(n, n, device=dev).to(torch.float8_e4m3fn)
+    s = torch.full((n, n // 32), 127, dtype=torch.uint8, device=dev)
+    out_dt = torch.float32 if small else torch.bfloat16
+    da, db = a.to(dt), b.to(dt)  # the anchor: the same GEMM in the 16-bit dtype, no scales
+    return [Case(op="mx_matmul", label=f"{n}³ mxfp8 e4m3", ours=lambda impl: ops.mx_matmul(a, b, s, s, out_dtype=out_dt, impl=impl),
+                 aten=lambda: da @ db.t(), flops=2.0 * n**3)]  # fmt: skip
+
+
+def _grouped_matmul(dev: str, dt: torch.dtype, small: bool) -> list[Case]:
+    from anyware import ops
+
+    experts, tokens, k, n = (8, 512, 128, 256) if small else (64, 65536, 4096, 2048)
+    sizes = torch.full((experts,), tokens // experts, dtype=torch.int64)
+    x = torch.randn(tokens, k, device=dev, dtype=dt)
+    w = torch.randn(experts, k, n, device=dev, dtype=dt)
+
+    def aten() -> list[torch.Tensor]:  # one aten GEMM per expert, what eager MoE code does
+        return [rows @ w[e] for e, rows in enumerate(torch.split(x, sizes.tolist()))]
+
+    return [Case(op="grouped_matmul", label=f"{experts}×({tokens // experts}×{k}×{n}) {dt}",
+                 ours=lambda impl: ops.grouped_matmul(x, w, sizes, impl=impl), aten=aten, flops=2.0 * tokens * k * n)]  # fmt: skip
+
+
+def _moe_route(dev: str, dt: torch.dtype, small: bool) -> list[Case]:
+    from anyware import ops
+
+    tokens, experts = (4096, 64) if small else (65536, 256)
+    logits = torch.randn(tokens, experts, device=dev, dtype=dt)
+    bias = torch.randn(experts, device=dev) * 0.01
+    return [Case(op="moe_route", label=f"{tokens}×{experts} top8 groups 8/4",
+                 ours=lambda impl: ops.moe_route(logits, 8, bias=bias, n_groups=8, topk_groups=4, impl=impl),
+                 aten=lambda: ops.moe_route_reference(logits, 8, bias=bias, n_groups=8, topk_groups=4), bytes=1.0 * logits.numel() * logits.element_size())]  # fmt: skip
+
+
+def _sparse_attention(dev: str, dt: torch.dtype, small: bool) -> list[Case]:
+    from anyware import ops
+
+    b, h, s, t, d, topk = (1, 4, 64, 256, 64, 32) if small else (1, 16, 4096, 16384, 128, 2048)
+    q = torch.randn(b, h, s, d, device=dev, dtype=dt)
+    kv = torch.randn(b, 1, t, d, device=dev, dtype=dt)
+    idx = torch.randint(0, t, (b, s, topk), device=dev)
+    return [Case(op="sparse_attention", label=f"{b}×{h}×{s} over {topk}/{t} keys d={d}",
+                 ours=lambda impl: ops.sparse_attention(q, kv, kv, idx, impl=impl),
+                 aten=lambda: ops.sparse_attention_reference(q, kv, kv, idx), flops=4.0 * b * h * s * topk * d)]  # fmt: skip
+
+
+for _name, _make in (
+    ("fp8_matmul", _fp8_matmul), ("mx_matmul", _mx_matmul), ("grouped_matmul", _grouped_matmul),
+    ("moe_route", _moe_route), ("sparse_attention", _sparse_attention),
+):  # fmt: skip
+    _BASE[_name] = _make
+
+
 def cases(op: str, *, small: bool) -> list[Case]:
     """The benchmark cases of ``op``: ``small`` sizes for a cpu, large ones for an accelerator
     (fp32 when small, bf16 when large)."""
