@@ -155,3 +155,42 @@ def test_profile_page_in_chromium(server: str, tmp_path: Path) -> None:
             assert errors == []
         finally:
             browser.close()
+
+
+def test_profile_view_serves_the_page_inside_the_dashboard(run_dir: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYWARE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "anyware.cli.main", "profile", "view", str(run_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("Profile page: http://127.0.0.1:"), line + (
+            proc.stderr.read() if proc.poll() is not None else ""
+        )
+        url = line.split()[2]
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get(url + "api/report", timeout=10)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "profile view did not answer"
+                time.sleep(0.2)
+        assert r.status_code == 200 and r.json()["slowest"]["rank"] == 1
+        # the monitor's dashboard is the app, with a link to the Profile page
+        root = httpx.get(url.replace("/profile/", "/"), timeout=10, follow_redirects=True)
+        assert root.status_code == 200 and 'href="/profile/"' in root.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

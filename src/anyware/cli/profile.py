@@ -278,18 +278,18 @@ def view(
 
 
 def _dashboard_app(path: Path) -> Any:
-    """The monitor's dashboard app, when it provides a factory (it mounts the Profile page)."""
+    """The monitor's dashboard app (which mounts the Profile page under ``/profile``), when the
+    monitor is installed; ``None`` otherwise."""
     try:
-        from anyware.monitor import web as monitor_web  # type: ignore[attr-defined]
+        from anyware.monitor.aggregator import Aggregator
+        from anyware.monitor.app import create_app, profile_router
     except ImportError:
         return None
-    factory = getattr(monitor_web, "create_app", None)
-    if factory is None:
+    if profile_router() is None:  # the dashboard could not import this package's router
         return None
     try:
-        app = factory()
-    except TypeError:
+        app = create_app(Aggregator())
+    except Exception:  # a broken dashboard must not stop the profile view
         return None
     app.state.profile_dir = str(path)
-    routes = {getattr(r, "path", "") for r in app.routes}
-    return app if "/profile/" in routes else None
+    return app
