@@ -82,3 +82,32 @@ def test_summary_of_a_directory_of_junk(capsys: pytest.CaptureFixture[str], tmp_
     (tmp_path / "a.json").write_text('{"hello": 1}')
     code, _, err = cli(capsys, "profile", "summary", str(tmp_path))
     assert code == 2 and "no usable trace" in err and "a.json" in err and "Traceback" not in err
+
+
+def test_export_adds_the_monitors_step_spans(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from anyware.events import Event, EventWriter, Kind, rank_file
+
+    events_dir = tmp_path / "events"
+    events_dir.mkdir()
+    b = device_trace(0, 1)
+    base_s = b.base_ns / 1e9
+    with EventWriter(rank_file(events_dir, 0)) as w:
+        w.write(Event(t=base_s + 0.0, rank=0, step=1, kind=Kind.SPAN, name="step", dur=100e-6))
+        w.write(Event(t=base_s + 200e-6, rank=0, step=2, kind=Kind.SPAN, name="step", dur=100e-6))
+        w.write(Event(t=base_s, rank=0, step=1, kind=Kind.SCALAR, name="loss", value=2.0))
+    trace = b.to_json()
+    trace["anyware"] = {"rank": 0, "world_size": 1, "monitor_events": str(events_dir)}
+    (tmp_path / "prof").mkdir()
+    (tmp_path / "prof" / "rank0.pt.trace.json").write_text(json.dumps(trace))
+    out_file = tmp_path / "merged.json"
+    code, _, _ = cli(capsys, "profile", "export", str(tmp_path / "prof"), "--out", str(out_file))
+    assert code == 0
+    spans = [
+        e for e in json.loads(out_file.read_text())["traceEvents"] if e.get("cat") == "monitor"
+    ]
+    assert [(e["name"], round(e["ts"], 3), round(e["dur"], 3)) for e in spans] == [
+        ("step (step 1)", 0.0, 100.0),
+        ("step (step 2)", 200.0, 100.0),
+    ]
