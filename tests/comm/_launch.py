@@ -36,8 +36,9 @@ def launch(
     port = free_port()
     procs = []
     for r in range(world):
-        e = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
-        e.pop("ANYWARE_COMM_ALGO", None) if "ANYWARE_COMM_ALGO" not in (env or {}) else None
+        e = dict(os.environ, OMP_NUM_THREADS="1", COMM_TEST_TMP=str(tmp), **(env or {}))
+        for k in [k for k in e if k.startswith("ANYWARE_") and k not in (env or {})]:
+            del e[k]  # the parent's settings must not leak into a test's ranks
         procs.append(
             subprocess.Popen(
                 [sys.executable, str(WORKER), scenario, str(r), str(world), str(port), str(tmp)],

@@ -74,6 +74,7 @@ def matrix(rank: int, world: int) -> dict[str, Any]:
             fails.append(f"{what}: {err}")
 
     for tname, g in groups.items():
+        results: list[tuple[str, torch.Tensor]] = []
         dtypes = DTYPES if tname != "hybrid" else [torch.float32, torch.int64]
         for dtype in dtypes:
             sizes = SIZES + ([BIG] if dtype == torch.float32 and world == 2 else [])
@@ -86,8 +87,7 @@ def matrix(rank: int, world: int) -> dict[str, Any]:
                     t = x.clone()
                     comm.all_reduce(t, algo=algo, group=g)
                     note(f"{tname} allreduce {algo} {dtype} n={n}", same(t, ref))
-                    if not identical_everywhere(t, g):
-                        fails.append(f"{tname} allreduce {algo} {dtype} n={n}: ranks differ")
+                    results.append((f"{tname} allreduce {algo} {dtype} n={n}", t))
                 # reduce_scatter / allgather
                 full = data(rank, n * world, dtype, 1)
                 ref_rs = torch.empty(n, dtype=dtype)
@@ -133,20 +133,26 @@ def matrix(rank: int, world: int) -> dict[str, Any]:
                 o = torch.empty_like(ref_a)
                 comm.all_to_all(o, a_in, recv, send, group=g)
                 note(f"{tname} alltoall-v {dtype} n={n}", same(o, ref_a))
+        # every rank ended every allreduce with the same bits (one gather for all of them)
+        if not identical_everywhere(
+            torch.cat([t.reshape(-1).view(torch.uint8) for _, t in results]), g
+        ):
+            for what, t in results:
+                if not identical_everywhere(t, g):
+                    fails.append(f"{what}: ranks differ")
         # other reduce ops on int64 and fp32
         for op in ("max", "min", "prod", "band", "bor", "bxor", "avg"):
             dtype = torch.int64 if op.startswith("b") else torch.float32
             x = data(rank, 13, dtype) if op != "prod" else data(rank, 13, dtype) / 2 + 1
+            ref = x.clone()
+            if op == "avg":
+                dist.all_reduce(ref, group=g)
+                ref /= world
+            else:
+                dist.all_reduce(ref, op=torch_op(parse_op(op)), group=g)  # type: ignore[arg-type]
             for algo in REGISTRY[Collective.ALLREDUCE]:
                 t = x.clone()
                 comm.all_reduce(t, op=op, algo=algo, group=g)
-                if op == "avg":
-                    ref = x.clone()
-                    dist.all_reduce(ref, group=g)
-                    ref /= world
-                else:
-                    ref = x.clone()
-                    dist.all_reduce(ref, op=torch_op(parse_op(op)), group=g)  # type: ignore[attr-defined]
                 note(f"{tname} allreduce {op} {algo}", same(t, ref))
         # non-contiguous tensor, list forms
         m = data(rank, 24, torch.float32).view(4, 6).t()
@@ -257,6 +263,15 @@ def features(rank: int, world: int) -> dict[str, Any]:
         comm.all_reduce(torch.ones(n // 4))
         picked[n] = c.last_algo
     out["override"] = picked
+    # a cost model loaded from ANYWARE_COMM_COST_FILE replaces the ping-pong
+    path = Path(os.environ["COMM_TEST_TMP"]) / "cost.json"
+    if rank == 0:
+        c.cost.save(path)
+    dist.barrier()
+    os.environ["ANYWARE_COMM_COST_FILE"] = str(path)
+    c2 = comm.communicator(dist.new_group(backend="gloo"), transport="p2p")
+    del os.environ["ANYWARE_COMM_COST_FILE"]
+    out["loaded_cost"] = c2.cost.source == str(path) and c2.cost.links == c.cost.links
     # DDP with the hook == DDP with gloo's own allreduce
     torch.manual_seed(0)
     base = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))

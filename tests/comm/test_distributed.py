@@ -66,4 +66,5 @@ def test_override_ddp_hook_and_moe(tmp_path: Path) -> None:
         assert r["override"] == {"16": "double_binary_tree", "65536": "ring"}
         assert r["ddp_max_grad_diff"] < 1e-6
         assert r["moe_err"] is None
+        assert r["loaded_cost"] is True
     assert sum(r["moe_rows"] for r in results) == sum(2 * (7 + k) for k in range(3))

@@ -43,7 +43,15 @@ class Communicator:
         check_p2p_available(group)
         self.group = group
         self.rank, self.world = dist.get_rank(group), dist.get_world_size(group)
-        self.timeout_s = float(timeout_s or float(_env.COMM_TIMEOUT.get() or 300))
+        raw = timeout_s if timeout_s is not None else _env.COMM_TIMEOUT.get() or 300
+        try:
+            self.timeout_s = float(raw)
+        except ValueError:
+            raise ValueError(
+                f"ANYWARE_COMM_TIMEOUT={raw!r} is not a number of seconds; set e.g. 300"
+            ) from None
+        if self.timeout_s <= 0:
+            raise ValueError(f"the comm timeout must be positive, got {self.timeout_s:g} s")
         self.overrides = parse_overrides(_env.COMM_ALGO.get())
         self.p2p = P2PTransport(group, timeout_s=self.timeout_s)
         host_of = hosts or self._gather(socket.gethostname())
@@ -71,6 +79,11 @@ class Communicator:
                     raise CommError(f"transport {want.value!r} is not available: {reason}")
                 self.kind = TransportKind.P2P
             else:
+                remote = set(range(self.world)) - set(self.local)
+                if want is TransportKind.SHM and remote:
+                    raise CommError(
+                        "transport 'shm' needs every rank on one host; use 'hybrid' or 'auto'"
+                    )
                 shm = ShmTransport(
                     rank=self.rank,
                     world=self.world,
@@ -79,9 +92,6 @@ class Communicator:
                     peers=self.local,
                     timeout_s=self.timeout_s,
                 )
-                remote = set(range(self.world)) - set(self.local)
-                if want is TransportKind.SHM and remote:
-                    raise CommError("transport 'shm' needs every rank on one host; use 'hybrid'")
                 if remote:
                     from anyware.comm.transports.hybrid import HybridTransport
 

@@ -77,9 +77,8 @@ class P2PTransport:
             if peers is not None and rv.peer not in peers:
                 continue
             nbytes = rv.span.count * buffers[rv.span.buf].element_size()
-            pkt = torch.empty(
-                HEADER_BYTES + max(nbytes, INLINE), dtype=torch.uint8, device=self.device
-            )
+            dev = buffers[rv.span.buf].device  # nccl & co. need device packets
+            pkt = torch.empty(HEADER_BYTES + max(nbytes, INLINE), dtype=torch.uint8, device=dev)
             w = dist.irecv(pkt, group=self.group, group_src=rv.peer, tag=0)
             pend.works.append((w, rv.peer, True))
             pend.packets.append((i, pkt))
@@ -88,7 +87,11 @@ class P2PTransport:
                 continue
             data = view(buffers, s.span).reshape(-1).view(torch.uint8)
             inline = data.numel() <= INLINE
-            pkt = torch.empty(HEADER_BYTES + (data.numel() if inline else 0), dtype=torch.uint8)
+            pkt = torch.empty(
+                HEADER_BYTES + (data.numel() if inline else 0),
+                dtype=torch.uint8,
+                device=data.device,
+            )
             pkt[:HEADER_BYTES].view(torch.int64).copy_(torch.tensor(header.words(s.span.count)))
             if inline:
                 pkt[HEADER_BYTES:].copy_(data)
@@ -137,7 +140,7 @@ class P2PTransport:
             assert len(got) == HEADER_WORDS
             sent = got[5] * ITEMSIZE.get(got[3], 1) if got[7] == header.words(0)[7] else 0
             if sent > INLINE:
-                payload = torch.empty(sent, dtype=torch.uint8, device=self.device)
+                payload = torch.empty(sent, dtype=torch.uint8, device=pkt.device)
                 w = dist.irecv(payload, group=self.group, group_src=rv.peer, tag=1)
                 later.append((rv.peer, payload, w))
             else:

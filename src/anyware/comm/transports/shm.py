@@ -66,10 +66,14 @@ SLOT_BYTES = 1 << 20
 LINE = 64  # bytes; every counter on its own cache line
 CTRL_WORDS = 8  # magic, pid, aborted, bell, sleeping, ...
 BELL, SLEEPING = 3, 4
+#: What a sleeper waits for (bits of SLEEPING): a sender rings only a rank waiting for
+#: messages, a consumer only one waiting for free slots — one wake-up per message, not two
+#: (each wake-up costs ~0.3 ms when the host is oversubscribed).
+WANT_MSG, WANT_SLOT = 1, 2
 #: Spin this long before sleeping on the futex: a peer that is running answers within a few
 #: µs; on an oversubscribed host (2 cores, many processes here) spinning longer only steals
 #: the peer's core.
-SPIN_S = 50e-6
+SPIN_S = 20e-6
 #: Longest futex sleep; bounds the cost of a lost wake-up and sets how often liveness and the
 #: timeout are checked.
 NAP_S = 0.002
@@ -171,11 +175,11 @@ class _Segment:
         self.layout = layout
         self.bell_addr = self.words.ctypes.data + BELL * 8
 
-    def ring(self) -> None:
-        """Tell the owner something changed; wake it if it sleeps."""
+    def ring(self, why: int) -> None:
+        """Tell the owner something changed; wake it if it sleeps waiting for ``why``."""
         w = self.words
         w[BELL] = (int(w[BELL]) + 1) & 0x7FFFFFFF
-        if w[SLEEPING]:
+        if int(w[SLEEPING]) & why:
             _futex_wake(self.bell_addr)
 
 
@@ -301,7 +305,7 @@ class ShmTransport:
                 seg.bytes[at + HEADER_BYTES : at + HEADER_BYTES + hi - lo].copy_(data[lo:hi])
                 self._send_seq[peer] = seq + 1
                 seg.words[lay.posted(self.rank) // 8] = seq + 1
-                seg.ring()
+                seg.ring(WANT_MSG)
                 snd[3] = k + 1
                 moved = True
             sends = [s for s in sends if s[3] < s[2]]
@@ -330,7 +334,7 @@ class ShmTransport:
                     combine(op, dst[lo:hi], part)
                 self._recv_seq[peer] = seq + 1
                 me.words[lay.consumed(peer) // 8] = seq + 1
-                self._segs[peer].ring()
+                self._segs[peer].ring(WANT_SLOT)
                 r[5] = k + 1
                 moved = True
             recvs = [r for r in recvs if r[5] < r[4]]
@@ -345,7 +349,7 @@ class ShmTransport:
                 continue
             if not armed:  # announce the nap, then poll once more before taking it
                 bell = int(me.words[BELL])
-                me.words[SLEEPING] = 1
+                me.words[SLEEPING] = (WANT_MSG if recvs else 0) | (WANT_SLOT if sends else 0)
                 armed = True
                 continue
             _futex_wait(me.bell_addr, bell, NAP_S)
