@@ -87,7 +87,10 @@ def test_emulated_gemm_is_exactly_the_dequantised_product() -> None:
     m = nn.Sequential(nn.Linear(128, 64, bias=False))
     convert_to_fp8_training(m, recipe="rowwise", skip=())
     x = torch.randn(32, 128)
-    want = fake_quantize(x, "fp8_e4m3", granularity="row") @ fake_quantize(m[0].weight.detach(), "fp8_e4m3", granularity="row").T
+    want = (
+        fake_quantize(x, "fp8_e4m3", granularity="row")
+        @ fake_quantize(m[0].weight.detach(), "fp8_e4m3", granularity="row").T
+    )
     assert torch.equal(m(x).detach(), want)
 
 

@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from anyware.formats import fake_quantize, hadamard_transform
-from anyware.formats.hadamard import hadamard_block, hadamard_matrix, hadamard_reference, random_signs
+from anyware.formats.hadamard import (
+    hadamard_block,
+    hadamard_matrix,
+    hadamard_reference,
+    random_signs,
+)
 from anyware.testing.tolerances import assert_close, sqnr_db
 
 

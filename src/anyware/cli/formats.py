@@ -42,4 +42,6 @@ def info_command(
         seen.setdefault(r["scale"], []).append(r["format"])
     for scale, fmts in seen.items():
         console.print(f"scales of {', '.join(fmts)}: {scale}")
-    console.print("precision: relative spacing of neighbouring values at the top of a binade (2^-M)")
+    console.print(
+        "precision: relative spacing of neighbouring values at the top of a binade (2^-M)"
+    )
