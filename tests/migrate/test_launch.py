@@ -83,7 +83,7 @@ def test_without_strict_float64_is_demoted_and_reported(tmp_path: Path) -> None:
 
 def test_children_get_the_shim(tmp_path: Path) -> None:
     report = tmp_path / "r.json"
-    proc = run_cli("run", "--report", str(report), str(SCRIPTS / "children.py"), "spawn")
+    proc = run_cli("run", "--report", str(report), str(SCRIPTS / "children.py"), "forkserver")
     assert proc.returncode == 0, proc.stderr
     assert "process cpu:True" in proc.stdout
     assert "loader [2.0, 2.0]" in proc.stdout  # workers saw is_available() True

@@ -93,12 +93,21 @@ def _after_fork_in_child() -> None:
     _register_mp_finalizer()
 
 
-def _register_mp_finalizer() -> None:
-    # Forked multiprocessing children leave through os._exit, which skips atexit; their
-    # finalisers with an exit priority still run.
-    mp_util = sys.modules.get("multiprocessing.util")
-    if mp_util is not None:
-        mp_util.Finalize(None, write_exit_report, exitpriority=-100)
+class _AfterFork:
+    """Weak-referenceable token for ``multiprocessing.util.register_after_fork``."""
+
+
+_after_fork_token = _AfterFork()
+
+
+def _register_mp_finalizer(_token: object = None) -> None:
+    # Forked multiprocessing children (fork, forkserver, DataLoader workers) leave through
+    # os._exit, which skips atexit; finalisers with an exit priority still run. Process
+    # bootstrap clears the finaliser registry and then runs the after-fork hooks, so the
+    # finaliser is (re)registered from such a hook.
+    import multiprocessing.util as mp_util
+
+    mp_util.Finalize(None, write_exit_report, exitpriority=-100)
 
 
 def _on_torch(module: ModuleType) -> None:
@@ -122,6 +131,9 @@ def _on_torch(module: ModuleType) -> None:
         return
     atexit.register(write_exit_report)
     _register_mp_finalizer()
+    import multiprocessing.util as mp_util
+
+    mp_util.register_after_fork(_after_fork_token, _register_mp_finalizer)
     os.register_at_fork(after_in_child=_after_fork_in_child)
     from anyware import _autostart
 
