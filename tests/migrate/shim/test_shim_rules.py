@@ -73,6 +73,15 @@ def test_factories(cpu_shim: Any, make: Callable[[Any], torch.Tensor], spelling:
     assert sum(n for api, n in redirects().items() if "(device=...)" in api) == 1
 
 
+def test_set_default_device(cpu_shim: Any) -> None:
+    torch.set_default_device("cuda")
+    try:
+        assert torch.empty(1).device == CPU
+    finally:
+        torch.set_default_device(None)
+    assert redirects()["torch.set_default_device(device=...)"] == 1
+
+
 @covers("Tensor.to")
 def test_tensor_to(cpu_shim: Any) -> None:
     x = torch.ones(2)

@@ -98,9 +98,17 @@ def _install_device(p: Patcher, t: Target) -> None:
     p.set(torch, "device", proxy_class("device", real, _device_ctor))
 
 
+#: Functions whose device is their first positional argument.
+POSITIONAL_DEVICE = frozenset({"set_default_device"})
+
+
 def _wrap_factory(api: str, fn: Any) -> Any:
+    positional = api.split("(")[0].rsplit(".", 1)[-1] in POSITIONAL_DEVICE
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if positional and args and "device" not in kwargs:
+            kwargs["device"], args = args[0], args[1:]
         dev = kwargs.get("device")
         if dev is None:
             return fn(*args, **kwargs)
