@@ -50,7 +50,7 @@ def test_attach_records_phases_loss_grad_norm_and_ratio(tmp_path: Path) -> None:
     model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     mon = monitor.attach(
-        model, opt, events_dir=tmp_path, flops_per_step=1e6, peak_flops=1e9, stats_every=5
+        model, opt, events_dir=tmp_path, flops_per_step=1e3, peak_flops=1e9, stats_every=5
     )
     _train(12, accumulate=2, model=model, opt=opt)
     mon.close()

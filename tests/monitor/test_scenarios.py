@@ -24,7 +24,7 @@ def _contract(world, check: str) -> None:  # type: ignore[no-untyped-def]
 def test_clean_run_raises_no_alert(world) -> None:  # type: ignore[no-untyped-def]
     codes = world.run("clean", steps=60)
     assert codes == [0, 0]
-    assert world.agg.alerts.alerts() == []
+    assert [(a["check"], a["step"], a["message"]) for a in world.agg.alerts.alerts()] == []
     assert world.alert_records() == []
     events = read_dir(world.events)
     steps = [e for e in events if e.kind is Kind.SPAN and e.name == "step"]
