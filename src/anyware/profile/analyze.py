@@ -177,30 +177,32 @@ def analyze_rank(rt: RankTrace, *, top: int = TOP) -> RankReport:
                 )
             )
         launch = _launch_stats(rt, s, e, launch_ts, steps)
-        host_op_of_ext = _index_by(rt.host.np("key"))
+        host_keys = rt.host.np("key")
+        key_order = np.argsort(host_keys, kind="stable")
+        sorted_keys = host_keys[key_order]
         dev_ext = rt.device.np("ext")
 
         def kernel_extra(i: int) -> tuple[str | None, str | None, str | None]:
-            j = host_op_of_ext.get(int(dev_ext[i]), -1)
-            if j < 0:
+            ext = int(dev_ext[i])
+            pos = int(np.searchsorted(sorted_keys, ext))
+            if ext < 0 or pos >= sorted_keys.size or sorted_keys[pos] != ext:
                 return None, None, None
+            j = int(key_order[pos])
             return label(int(hw.module[j])), label(int(hw.source[j])), names[int(host_name[j])]
 
-        bucket_of_dev: dict[int, str] = {}
         dev_names = rt.device.np("name")
-        for nid, bk in zip(dev_names.tolist(), b.tolist(), strict=True):
-            bucket_of_dev.setdefault(nid, Bucket(bk).label)
+        uniq, first = np.unique(dev_names, return_index=True)
+        bucket_of_dev = {
+            int(nid): Bucket(int(b[i])).label for nid, i in zip(uniq, first, strict=True)
+        }
         top_kernels, kernel_totals = _top(
             names, dev_names, e - s, "kernel", bucket_of_dev.__getitem__, kernel_extra, top
         )
         del launch_row
     else:
         mode = "host"
-        seg_b = (
-            np.array([host_bucket(names[n]) for n in host_name.tolist()], dtype=np.int8)[hw.seg_op]
-            if hw.seg_op.size
-            else np.zeros(0, np.int8)
-        )
+        name_bucket = np.array([int(host_bucket(nm)) for nm in names] or [0], dtype=np.int8)
+        seg_b = name_bucket[host_name[hw.seg_op]] if hw.seg_op.size else np.zeros(0, np.int8)
         s, e = hw.seg_start, hw.seg_end
         whole, step_reports = _host_breakdowns(s, e, seg_b, steps)
         overlap = _overlap_pct(s, e, seg_b)
@@ -238,14 +240,6 @@ def analyze_rank(rt: RankTrace, *, top: int = TOP) -> RankReport:
         run_id=rt.run_id,
         window_us=_window(rt),
     )
-
-
-def _index_by(keys: Arr) -> dict[int, int]:
-    out: dict[int, int] = {}
-    for i, k in enumerate(keys.tolist()):
-        if k >= 0:
-            out.setdefault(k, i)
-    return out
 
 
 def _window(rt: RankTrace) -> tuple[float, float] | None:
