@@ -113,3 +113,15 @@ def test_blocks_scanned_in_parallel_merge_like_one_pass(corpus: ModuleType, tmp_
     assert parts.progress == whole.progress and parts.last_t == whole.last_t
     rc = merge([parts]).root_cause
     assert (rc.rank, str(rc.category)) == (truth.rank, "hang")
+
+
+def test_without_timestamps_the_most_specific_error_wins(tmp_path: Path) -> None:
+    (tmp_path / "rank0.log").write_text(
+        "step 10 loss 2.0\nConnectionResetError: [Errno 104] Connection reset by peer\n"
+    )
+    (tmp_path / "rank5.log").write_text(
+        "step 10 loss 2.0\n[rank5]: torch.OutOfMemoryError: CUDA out of memory. Tried to "
+        "allocate 2.00 GiB\n"
+    )
+    rc = analyze([tmp_path]).root_cause
+    assert (rc.rank, str(rc.category)) == (5, "device_oom")

@@ -128,15 +128,12 @@ def find_root_cause(findings: list[Finding], ranks: Mapping[int, RankState]) -> 
     )
     if origins:
         first = origins[0]
-        near = (
-            [
-                f
-                for f in origins
-                if first.time is None or (f.time is not None and f.time - first.time <= TIE_SECONDS)
-            ]
-            if first.time is not None
-            else [f for f in origins if f.rank == first.rank]
-        )
+        if first.time is not None:
+            near = [f for f in origins if f.time is not None and f.time - first.time <= TIE_SECONDS]
+        else:
+            # No timestamps anywhere (plain torchrun output): order is unknowable across files,
+            # so the most specific error wins (an OOM over a victim's connection reset).
+            near = origins
         best = max(near, key=lambda f: (f.specificity, -(f.time or 0.0)))
         if best.rank is None:  # a kernel log line (no rank): borrow the rank of a later report
             named = [
