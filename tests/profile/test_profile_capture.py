@@ -42,6 +42,23 @@ TRAIN = textwrap.dedent(
 )
 
 
+CUDA_STYLE = textwrap.dedent(
+    """
+    import sys
+    import torch
+    model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4)).cuda()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(int(sys.argv[1])):
+        x = torch.randn(16, 32, device="cuda")
+        model(x).square().mean().backward()
+        opt.step()
+        opt.zero_grad()
+    torch.cuda.synchronize()
+    print("trained on", next(model.parameters()).device.type)
+    """
+)
+
+
 def _run(tmp_path: Path, steps: int, **env: str) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "train.py"
     script.write_text(TRAIN)
@@ -99,8 +116,9 @@ def test_bad_steps_warn_and_the_program_runs_on(tmp_path: Path) -> None:
 
 
 def test_profile_record_cli_runs_through_the_launcher_and_writes_at_exit(tmp_path: Path) -> None:
+    # A CUDA-written script: the migration shim runs it on the present device.
     script = tmp_path / "train.py"
-    script.write_text(TRAIN.replace("assert autostart.start_features() == []", ""))
+    script.write_text(CUDA_STYLE)
     out = tmp_path / "rec"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANYWARE_")}
     # Steps 1:10 of a 3-step program: the profile is still recording at exit.
@@ -113,6 +131,7 @@ def test_profile_record_cli_runs_through_the_launcher_and_writes_at_exit(tmp_pat
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "trained on cpu" in proc.stdout
     assert f"next: anyware profile summary {out}" in proc.stderr
     report = analyze_path(out)
     # Step 3 is the program's tail after the last optimizer step: left out, and said so.
