@@ -217,7 +217,7 @@ def train(
     fault: str | None = None,
     *,
     level: str = "op",
-    steps: int = 2,
+    steps: int = 1,
     dtype: torch.dtype = torch.float32,
     autocast: bool = False,
     scale: float = 1.0,

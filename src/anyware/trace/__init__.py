@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from anyware.trace.schema import Level, Phase, TraceError
@@ -46,7 +47,7 @@ def record(
 
     if _active is not None:
         raise RuntimeError("anyware.trace.record is already active in this process; nest no traces")
-    rec = Recorder(RecordConfig(out=out, level=Level(level), tensors=tensors, rank=rank))
+    rec = Recorder(RecordConfig(out=Path(out), level=level, tensors=tensors, rank=rank))
     rec.install()
     _active = rec
     try:

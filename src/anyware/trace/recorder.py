@@ -84,7 +84,7 @@ class RecordConfig:
 
     out: Path
     """Trace directory (created); each rank writes ``rank<N>.parquet`` there."""
-    level: Level = Level.MODULE
+    level: Level | str = Level.MODULE
     """module, op or mix."""
     tensors: str | None = None
     """Glob over module paths whose tensors are also saved whole (``'blocks.1.*'``)."""
@@ -110,9 +110,9 @@ class Recorder:
         from torch.utils.weak import WeakTensorKeyDictionary
 
         self.cfg = cfg
-        self.level = cfg.level
-        self.modules = cfg.level in (Level.MODULE, Level.MIX)
-        self.ops = cfg.level in (Level.OP, Level.MIX)
+        self.level = Level(cfg.level)
+        self.modules = self.level in (Level.MODULE, Level.MIX)
+        self.ops = self.level in (Level.OP, Level.MIX)
         self.step = 0
         self.seq = 0
         self.call = 0

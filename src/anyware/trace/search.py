@@ -338,9 +338,10 @@ def _describe(
             dtype_b=row["dtype"],
         )
     module, op = src["module"], src["op"]
-    if src["level"] == "module" and src["role"] == "in" and src["phase"] == "forward" and module:
-        # A module's input that diverges while everything before agreed was computed by the
-        # enclosing module's own code between its child calls: that is where to look.
+    if src["level"] == "module" and src["role"] == "in" and src["phase"] != "optimizer" and module:
+        # A module's input (forward) or output gradient (backward) that diverges while
+        # everything before agreed was computed by the enclosing module's own code between
+        # its child calls: that is where to look.
         parent = module.rpartition(".")[0]
         metrics["note"] = f"input of {module} ({op}), computed in {parent or '(root)'}"
         owner = a_df.filter((a_df["module"] == parent) & (a_df["level"] == "module")).head(1)
