@@ -129,8 +129,9 @@ def _sparse_attn_kernel(
     rd = tl.arange(0, BLOCK_D)
     dmask = rd < D
     q = tl.load(Q + ((b * H + h) * S + s) * D + rd, mask=dmask, other=0.0).to(tl.float32)
-    m_i = float("-inf")
-    l_i = 0.0
+    # loop-carried scalars must start as fp32 tensors, not Python floats, for the compiler
+    m_i = tl.max(tl.full((BLOCK_K,), float("-inf"), tl.float32), axis=0)
+    l_i = tl.sum(tl.zeros((BLOCK_K,), tl.float32), axis=0)
     acc = tl.zeros((BLOCK_D,), tl.float32)
     for k0 in range(0, NK, BLOCK_K):
         slot = k0 + tl.arange(0, BLOCK_K)
