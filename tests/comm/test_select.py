@@ -69,3 +69,16 @@ def test_hierarchical_refuses_uneven_hosts() -> None:
         Args(rank=0, world=6, count=4, ranks_per_host=4)
     )
     assert reason is not None and "divisible" in reason
+
+
+def test_simulator_and_selection_do_not_import_torch() -> None:
+    """`anyware comm simulate` answers in well under a second because it never loads torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, anyware.comm, anyware.comm.simulate, anyware.comm.select, anyware.cli.comm;"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
