@@ -93,7 +93,11 @@ def _cases() -> list[Case]:
         Case(name="dcgan", repo=ex,
              steps=[Step(cwd="dcgan", argv=["main.py", "--dataset", "fake", "--cuda", "--dry-run", "--niter", "1", "--batchSize", "4", "--ngf", "8", "--ndf", "8", "--workers", "0", "--outf", "out"],
                          success=r"\[0/1\]\[0/\d+\] Loss_D", fix=("main.py",))]),
+        # main.py/generate.py pickle the whole model and reload it with a bare torch.load, which
+        # torch >= 2.6 refuses by default on any device (weights_only=True): torch's own switch
+        # restores the old default; it is not a migration matter.
         Case(name="word_language_model", repo=ex, prepare=lambda r: _data.text_corpus(r / "word_language_model" / "data" / "tiny"),
+             env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"},
              steps=[Step(cwd="word_language_model", argv=["main.py", "--cuda", "--data", "data/tiny", "--epochs", "1", "--emsize", "16", "--nhid", "16", "--bptt", "10", "--batch_size", "4", "--log-interval", "5", "--save", "model.pt"],
                          success=r"end of epoch\s+1", fix=("main.py", "model.py", "data.py")),
                     Step(cwd="word_language_model", argv=["generate.py", "--cuda", "--data", "data/tiny", "--checkpoint", "model.pt", "--words", "20", "--log-interval", "10"],
@@ -119,10 +123,10 @@ def _cases() -> list[Case]:
                          success=r"iter 3: loss [0-9.]+", fix=("train.py", "model.py"))]),
         Case(name="TCN adding_problem", repo="TCN",
              steps=[Step(cwd="TCN/adding_problem", argv=["add_test.py", "--epochs", "1", "--batch_size", "5000", "--seq_len", "20", "--levels", "2", "--nhid", "8", "--ksize", "3", "--log-interval", "2"],
-                         success=r"Train Epoch: 1 \[", fix=("add_test.py", "model.py", "utils.py"))]),
+                         success=r"Train Epoch:\s+1 \[", fix=("add_test.py", "model.py", "utils.py"))]),
         Case(name="TCN copy_memory", repo="TCN",
              steps=[Step(cwd="TCN/copy_memory", argv=["copymem_test.py", "--epochs", "1", "--batch_size", "1000", "--levels", "2", "--nhid", "8", "--log-interval", "2"],
-                         success=r"Train Epoch: 1", fix=("copymem_test.py", "model.py", "utils.py"))]),
+                         success=r"\| Epoch\s+1 \|", fix=("copymem_test.py", "model.py", "utils.py"))]),
         *[
             Case(name=f"PyTorch-GAN {n}", repo="PyTorch-GAN", prepare=mn,
                  steps=[Step(cwd=f"implementations/{n}", argv=[f"{s}.py", *gan], success=r"\[Epoch 0/1\] \[Batch 0/\d+\]", fix=(f"{s}.py",))])
@@ -160,6 +164,7 @@ def _env(case: Case, root: Path) -> dict[str, str]:
     }
     env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["OMP_NUM_THREADS"] = "1"
+    env.update({k: v for k, v in case.env.items() if not k.startswith("_")})
     if case.env.get("_STUB"):
         env["PYTHONPATH"] = str(root / "_stub")
     return env
