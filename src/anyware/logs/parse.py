@@ -46,6 +46,8 @@ _ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
 #: cache stops paying and the block goes through the regex path instead.
 _FAST_MAX_UNIQUE = 0.05
 _CACHE_MAX = 500_000
+#: Shape ids kept from the first pass (4 bytes a line; 400 MB at most), else re-masked.
+_CODES_MAX_LINES = 100_000_000
 _IN_FLIGHT = 2
 
 
@@ -169,6 +171,13 @@ class _State:
     """masked line -> (field offsets/lengths + content start, template index, unmatched)."""
     key_tid: dict[str, int] = field(default_factory=dict)
     """mining key (masked content) -> template index."""
+    codes: dict[int, Any] = field(default_factory=dict)
+    """First pass: block number -> per-line shape id (u32), so the second pass reads only the
+    raw lines and gathers each line's offsets and template by id (no second masking)."""
+    table: Any = None
+    """Shape id -> offsets, template and unmatched flag, one row per id (a polars frame)."""
+    tid_of: list[int] = field(default_factory=list)
+    """Shape id -> template index (the coded second pass counts with it)."""
     turn: int = 0
     """Blocks mine in file order (the miner's result depends on what it has seen)."""
     cond: threading.Condition = field(default_factory=threading.Condition)
@@ -238,21 +247,37 @@ def _premine(
     shapes: Counter[str] = Counter()
     keys: Counter[str] = Counter()
 
-    def count(block: bytes, seq: int) -> tuple[str, Any]:
+    def count(block: bytes, seq: int) -> tuple[str, Any, Any]:
         from anyware.logs.scan import _frame
 
-        masked = _frame(block.translate(_ZERO_DIGITS)).fill_null("")
-        uniq = masked.to_frame("_m").group_by("_m").len()
-        if uniq.height > max(1000, _FAST_MAX_UNIQUE * len(masked)):
+        masked = _frame(block.translate(_ZERO_DIGITS)).fill_null("").to_frame("_m")
+        uniq = masked.group_by("_m").len()
+        if uniq.height > max(1000, _FAST_MAX_UNIQUE * masked.height):
             raw = _frame(block).fill_null("").to_frame("line")
-            return "key", _regex_frame(pl, raw, st).group_by("_key").len()
-        return "shape", uniq
+            return "key", _regex_frame(pl, raw, st).group_by("_key").len(), None
+        uniq = uniq.with_row_index("_c")
+        codes = masked.join(uniq.select("_m", "_c"), on="_m", how="left", maintain_order="left")
+        return "shape", uniq.select("_m", "len"), codes.get_column("_c")
 
-    def merge(res: tuple[str, Any]) -> None:
-        kind, df = res
-        target = shapes if kind == "shape" else keys
-        for k, n in df.iter_rows():
-            target[k] += n
+    ids: dict[str, int] = {}
+    stored = 0
+    seq = 0
+
+    def merge(res: tuple[str, Any, Any]) -> None:
+        nonlocal stored, seq
+        kind, df, codes = res
+        if kind == "key":
+            for k, n in df.iter_rows():
+                keys[k] += n
+        else:
+            local = []
+            for k, n in df.iter_rows():
+                shapes[k] += n
+                local.append(ids.setdefault(k, len(ids)))
+            if stored + len(codes) <= _CODES_MAX_LINES:
+                st.codes[seq] = pl.Series(local, dtype=pl.UInt32).gather(codes)
+                stored += len(codes)
+        seq += 1
 
     blocks = iter_blocks(src, block_bytes=block_bytes, on_error=lambda e: None)
     run_in_order(blocks, count, merge, on_bytes, _IN_FLIGHT)
@@ -267,9 +292,58 @@ def _premine(
         st.cache[s] = (offs, st.key_tid[key], unmatched)
     for t in st.miner.templates:  # the second pass counts again
         t.count = 0
+    entries = [st.cache[s] for s in ids]
+    st.tid_of = [e[1] for e in entries]
+    st.table = _entry_frame(pl, st, entries)
+
+
+def _entry_frame(pl: Any, st: _State, entries: Sequence[tuple[tuple[int, ...], int, bool]]) -> Any:
+    """One row per shape: field offsets/lengths, content start, template, unmatched flag."""
+    tpl = [st.miner.templates[e[1]] for e in entries]
+    cols: dict[str, Any] = {}
+    for k, f in enumerate(st.fields):
+        cols[f"_s{f}"] = pl.Series([e[0][2 * k] for e in entries], dtype=pl.Int64)
+        cols[f"_l{f}"] = pl.Series([e[0][2 * k + 1] for e in entries], dtype=pl.Int64)
+    cols["_cs"] = pl.Series([e[0][-1] for e in entries], dtype=pl.Int64)
+    cols["_tid"] = pl.Series([e[1] for e in entries], dtype=pl.UInt32)
+    cols["EventId"] = [t.event_id for t in tpl]
+    cols["EventTemplate"] = [t.text for t in tpl]
+    cols["_unmatched"] = pl.Series([e[2] for e in entries], dtype=pl.Boolean)
+    return pl.DataFrame(cols)
+
+
+def _cut(pl: Any, st: _State, j: Any) -> Any:
+    line = pl.col("line")
+    return j.select(
+        *[line.str.slice(pl.col(f"_s{f}"), pl.col(f"_l{f}")).alias(f) for f in st.fields],
+        line.str.slice(pl.col("_cs")).alias("Content"),
+        "EventId",
+        "EventTemplate",
+        "_unmatched",
+    )
+
+
+def _parse_block_coded(pl: Any, block: bytes, st: _State, seq: int, codes: Any) -> Any | None:
+    """Second pass with the first pass's shape ids: one read, then gathers and slices."""
+    from anyware.logs.scan import _frame
+
+    raw = _frame(block).fill_null("")
+    if len(raw) != len(codes):  # the file changed between the passes
+        return None
+    per = codes.value_counts()
+    with st.mining(seq):
+        for gid, n in per.iter_rows():
+            st.miner.templates[st.tid_of[gid]].count += n
+    j = st.table.select(pl.all().gather(codes)).with_columns(raw.alias("line"))
+    return _cut(pl, st, j)
 
 
 def _parse_block(pl: Any, block: bytes, st: _State, seq: int) -> Any:
+    codes = st.codes.pop(seq, None)
+    if codes is not None and st.table is not None:
+        done = _parse_block_coded(pl, block, st, seq, codes)
+        if done is not None:
+            return done
     df = _frames(pl, block)
     uniq = df.group_by("_m").len()
     if uniq.height > max(1000, _FAST_MAX_UNIQUE * df.height):
@@ -289,25 +363,9 @@ def _parse_block(pl: Any, block: bytes, st: _State, seq: int) -> Any:
             if i not in fresh_set:
                 st.miner.templates[st.cache[s][1]].count += counts[i]
         entries = [st.cache[s] for s in shapes]
-        tpl = [st.miner.templates[e[1]] for e in entries]
-    cols: dict[str, Any] = {"_m": shapes}
-    for k, f in enumerate(st.fields):
-        cols[f"_s{f}"] = [e[0][2 * k] for e in entries]
-        cols[f"_l{f}"] = [e[0][2 * k + 1] for e in entries]
-    cols["_cs"] = [e[0][-1] for e in entries]
-    cols["EventId"] = [t.event_id for t in tpl]
-    cols["EventTemplate"] = [t.text for t in tpl]
-    cols["_unmatched"] = [e[2] for e in entries]
-    mapping = pl.DataFrame(cols, schema_overrides={"_unmatched": pl.Boolean})
+        mapping = _entry_frame(pl, st, entries).with_columns(pl.Series("_m", shapes))
     j = df.join(mapping, on="_m", how="left", maintain_order="left")
-    line = pl.col("line")
-    return j.select(
-        *[line.str.slice(pl.col(f"_s{f}"), pl.col(f"_l{f}")).alias(f) for f in st.fields],
-        line.str.slice(pl.col("_cs")).alias("Content"),
-        "EventId",
-        "EventTemplate",
-        "_unmatched",
-    )
+    return _cut(pl, st, j)
 
 
 def _regex_frame(pl: Any, df: Any, st: _State) -> Any:
