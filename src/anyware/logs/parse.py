@@ -10,9 +10,11 @@ ten million lines (measured ~4x slower). Blocks with too many distinct shapes fa
 capturing regex. Two blocks are in flight on two threads (polars releases the GIL). Both
 outputs go to temporary files renamed at the end: a failed run leaves no half-written CSV.
 
-A file of more than one block is read twice: a first pass only counts the distinct masked
-lines (cheap) so the miner sees the whole file at once. Mining block by block instead makes
-early templates too specific (a 4-block OpenSSH sample drops from GA 1.0 to 0.62).
+A file of more than one block is read twice: a first pass counts the distinct masked lines so
+the miner sees the whole file at once (mining block by block makes early templates too
+specific: a 4-block OpenSSH sample drops from GA 1.0 to 0.62), and keeps each line's shape id
+(4 bytes a line), so the second pass reads only the raw lines and gathers offsets and templates
+by id.
 """
 
 from __future__ import annotations
