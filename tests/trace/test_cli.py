@@ -119,7 +119,9 @@ def test_renamed_modules_align_by_tree_and_mapping(runs: Path, tmp_path: Path) -
     assert json.loads(r.stdout)["first_divergence"]["module"] == "blocks.1.attn"
 
 
-def test_bad_inputs_are_one_clear_error(runs: Path, tmp_path: Path) -> None:
+def test_bad_inputs_are_one_clear_error(
+    runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from anyware.cli.main import main
 
     empty = tmp_path / "empty"
@@ -137,6 +139,8 @@ def test_bad_inputs_are_one_clear_error(runs: Path, tmp_path: Path) -> None:
         with pytest.raises(SystemExit) as e:
             main(["trace", "diff", str(runs / "a"), str(bad)])
         assert e.value.code == 2, bad
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     r = runner.invoke(app, ["trace", "diff", str(runs / "a"), str(torn)])
     assert type(r.exception).__name__ == "CliError", r.exception  # main() prints it, exit 2
 

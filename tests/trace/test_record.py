@@ -115,9 +115,12 @@ def test_full_tensors_for_a_filtered_subset(tmp_path: Path) -> None:
 
 
 def test_nested_recording_is_refused(tmp_path: Path) -> None:
-    with tr.record(tmp_path / "a"), pytest.raises(RuntimeError, match="already active"):
-        with tr.record(tmp_path / "b"):
-            pass
+    with (
+        tr.record(tmp_path / "a"),
+        pytest.raises(RuntimeError, match="already active"),
+        tr.record(tmp_path / "b"),
+    ):
+        pass
 
 
 def test_bad_level_is_a_clear_error(tmp_path: Path) -> None:
