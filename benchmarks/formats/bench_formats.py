@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     torch.set_num_threads(1)  # the tiny model is faster single-threaded on a shared cpu
-    scratch_steps, pre_steps, cont_steps = (60, 120, 20) if args.quick else (300, 500, 100)
+    scratch_steps, pre_steps, cont_steps = (60, 120, 20) if args.quick else (200, 500, 100)
     recipes = [r.value for r in Recipe]
     out: dict[str, object] = {}
     t0 = time.perf_counter()

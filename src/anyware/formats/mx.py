@@ -64,9 +64,11 @@ def quantize_mx(
     amax, bad = block_amax(xf, MX_BLOCK_SHAPE)
     exp = mx_scale_exponent(amax, elem, rounding)
     scale_codes = torch.where(bad, torch.full_like(exp, E8M0_NAN), exp + E8M0_BIAS).to(torch.uint8)
-    # the scaled value x·2^-exp is exact in float64 (fp32 values, |exp| ≤ 127)
-    shift = expand(-exp, tuple(xf.shape), MX_BLOCK_SHAPE)
-    scaled = torch.ldexp(xf.double(), shift)
+    # x·2^-exp in fp32 is exact wherever it matters: the result is ≤ 2^(emax+1), and an fp32
+    # product can only round when it is an fp32 subnormal (< 2^-126), far below half of any
+    # element format's smallest subnormal, where every input rounds to 0 anyway.
+    factor = expand(_pow2(-exp), tuple(xf.shape), MX_BLOCK_SHAPE)
+    scaled = xf * factor
     block_bad = expand(bad, tuple(xf.shape), MX_BLOCK_SHAPE)
     scaled = torch.where(block_bad, torch.zeros_like(scaled), scaled)
     return encode(scaled, elem, saturate=True), scale_codes
@@ -75,14 +77,11 @@ def quantize_mx(
 def dequantize_mx(
     codes: torch.Tensor, scale_codes: torch.Tensor, elem: ElementFormat, shape: tuple[int, ...]
 ) -> torch.Tensor:
-    """fp32 values ``value(code) · 2^(X - 127)`` (one rounding, from float64)."""
-    vals = decode(codes, elem).double()
-    exp = scale_codes.to(torch.int32) - E8M0_BIAS
-    full = expand(exp, shape, MX_BLOCK_SHAPE)
-    out = torch.ldexp(vals, full)
-    nan = expand(scale_codes == E8M0_NAN, shape, MX_BLOCK_SHAPE)
-    out = torch.where(nan, torch.full_like(out, float("nan")), out)
-    return out.float()
+    """fp32 values ``value(code) · 2^(X - 127)``: one IEEE multiplication by a power of two, so
+    at most one rounding (only where the product is an fp32 subnormal) or an overflow to Inf."""
+    vals = decode(codes, elem)
+    full = expand(e8m0_value(scale_codes), shape, MX_BLOCK_SHAPE)
+    return vals * full
 
 
 def pack_fp4(codes: torch.Tensor) -> torch.Tensor:
@@ -100,6 +99,11 @@ def unpack_fp4(packed: torch.Tensor, k: int) -> torch.Tensor:
     hi = packed >> 4
     out = torch.stack([lo, hi], dim=-1).reshape(*packed.shape[:-1], packed.shape[-1] * 2)
     return out[..., :k]
+
+
+def _pow2(exp: torch.Tensor) -> torch.Tensor:
+    """fp32 ``2^exp`` for integer ``exp`` in [-127, 127] (exact: built in float64, then cast)."""
+    return torch.ldexp(torch.ones(exp.shape, dtype=torch.float64), exp).float()
 
 
 def e8m0_value(scale_codes: torch.Tensor) -> torch.Tensor:
