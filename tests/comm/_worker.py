@@ -166,6 +166,12 @@ def matrix(rank: int, world: int) -> dict[str, Any]:
         ref_l = [torch.empty(5) for _ in range(world)]
         dist.all_gather(ref_l, x, group=g)
         note(f"{tname} allgather list", same(torch.cat(outs), torch.cat(ref_l)))
+        parts = [data(rank, 5, torch.float32, 7 + j) for j in range(world)]
+        rs = torch.empty(5)
+        comm.reduce_scatter(rs, parts, group=g)
+        ref_rs = torch.empty(5)
+        dist.reduce_scatter(ref_rs, parts, group=g)
+        note(f"{tname} reduce_scatter list", same(rs, ref_rs))
         # async handles keep order and complete
         ts = [data(rank, 1000, torch.float32, k) for k in range(4)]
         refs = [t.clone() for t in ts]

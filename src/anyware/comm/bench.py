@@ -14,6 +14,7 @@ import datetime
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -25,9 +26,11 @@ from typing import Any
 OPS = ("allreduce", "alltoall", "allgather", "reduce_scatter")
 DEFAULT_OPS = ("allreduce", "alltoall")
 DEFAULT_SIZES = (1024, 64 * 1024, 1 << 20, 16 << 20)
-#: Seconds of measurement per block and side; three blocks per row.
-BLOCK_S = 0.06
-BLOCKS = 3
+#: Each row takes SAMPLES alternating pairs (gloo's k calls, then ours), each sample ~SAMPLE_S
+#: long, and reports the *medians*: on a shared machine (load 10+ on 2 cores here) a single
+#: preemption can triple a mean, while the median of alternating samples keeps the ratio.
+SAMPLE_S = 0.01
+SAMPLES = 9
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,17 +158,18 @@ def worker(rank: int, world: int, port: int, out: Path, cfg: BenchConfig) -> Non
             continue
         gloo()
         t1 = _timed(ours, 1) + _timed(gloo, 1)
-        kt[0] = max(1, min(200, int(BLOCK_S / max(t1 / 2, 1e-6))))
+        kt[0] = max(1, min(100, int(SAMPLE_S / max(t1 / 2, 1e-6))))
         dist.broadcast(kt, 0)
         k = int(kt[0])
-        mine = theirs = 0.0
-        for _ in range(BLOCKS):
+        mine_s: list[float] = []
+        theirs_s: list[float] = []
+        for _ in range(SAMPLES):
             dist.barrier()
-            theirs += _timed(gloo, k)
+            theirs_s.append(_timed(gloo, k))
             dist.barrier()
-            mine += _timed(ours, k)
+            mine_s.append(_timed(ours, k))
         if rank == 0:
-            ts, tg = mine / (BLOCKS * k), theirs / (BLOCKS * k)
+            ts, tg = statistics.median(mine_s) / k, statistics.median(theirs_s) / k
             algbw = nbytes / ts / 1e9 if ts > 0 else 0.0
             label = algo
             if algo == "auto":
