@@ -38,7 +38,7 @@ class Scenario(StrEnum):
 
 FAULT_RANK = 1
 #: Stand-in compute per step: long enough that scheduler jitter (~1 ms) is small against it.
-COMPUTE_S = 0.012
+COMPUTE_S = 0.02
 #: A compute straggler is 2× slower (the issue's target is ≥ 1.5×).
 STRAGGLER_FACTOR = 2.0
 DATA_DELAY_S = 0.025
