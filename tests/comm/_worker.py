@@ -278,6 +278,24 @@ def features(rank: int, world: int) -> dict[str, Any]:
     c2 = comm.communicator(dist.new_group(backend="gloo"), transport="p2p")
     del os.environ["ANYWARE_COMM_COST_FILE"]
     out["loaded_cost"] = c2.cost.source == str(path) and c2.cost.links == c.cost.links
+    # the device framing (exact sizes, batch_isend_irecv), exercised over gloo
+    c2.p2p.exact = True
+    g2 = c2.group
+    errs = []
+    for algo in ("ring", "double_binary_tree", "recursive_doubling"):
+        for n in (0, 5, 70000):
+            x = data(rank, n, torch.float32)
+            ref = x.clone()
+            dist.all_reduce(ref, group=g2)
+            comm.all_reduce(x, algo=algo, group=g2)
+            errs.append(same(x, ref))
+    a_in = data(rank, 6 * world, torch.float32)
+    ref_a = torch.empty_like(a_in)
+    dist.all_to_all_single(ref_a, a_in, group=g2)
+    o = torch.empty_like(a_in)
+    comm.all_to_all(o, a_in, group=g2)
+    errs.append(same(o, ref_a))
+    out["exact_framing"] = [e for e in errs if e]
     # DDP with the hook == DDP with gloo's own allreduce
     torch.manual_seed(0)
     base = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))

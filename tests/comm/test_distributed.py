@@ -67,4 +67,5 @@ def test_override_ddp_hook_and_moe(tmp_path: Path) -> None:
         assert r["ddp_max_grad_diff"] < 1e-6
         assert r["moe_err"] is None
         assert r["loaded_cost"] is True
+        assert r["exact_framing"] == []
     assert sum(r["moe_rows"] for r in results) == sum(2 * (7 + k) for k in range(2))

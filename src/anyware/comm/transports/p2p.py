@@ -51,6 +51,7 @@ class Pending:
     works: list[tuple[Any, int, bool]] = field(default_factory=list)  # (work, peer, is_recv)
     packets: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (recv index, packet)
     keep: list[torch.Tensor] = field(default_factory=list)  # send packets stay alive
+    exact: dict[int, torch.Tensor] = field(default_factory=dict)  # device path: recv payloads
 
 
 class P2PTransport:
@@ -62,6 +63,8 @@ class P2PTransport:
         self.world = dist.get_world_size(group)
         self.timeout_s = timeout_s
         self.device = torch.device("cpu")
+        self.exact = False
+        """Use the device framing (exact sizes, batched) on CPU too: tests run it over gloo."""
 
     def post(
         self,
@@ -72,6 +75,8 @@ class P2PTransport:
         peers: set[int] | None = None,
     ) -> Pending:
         """Post the round's receives and sends (to ``peers`` only, when given)."""
+        if self.exact or any(b.device.type != "cpu" for b in buffers.values()):
+            return self._post_exact(rnd, buffers, header, peers)
         pend = Pending()
         for i, rv in enumerate(rnd.recvs):
             if peers is not None and rv.peer not in peers:
@@ -127,6 +132,8 @@ class P2PTransport:
         self, pend: Pending, rnd: Round, buffers: dict[Buf, torch.Tensor], header: Header
     ) -> list[tuple[int, torch.Tensor]]:
         """Wait for the round's messages; return (receive index, data) after checking headers."""
+        if pend.exact or (pend.packets and pend.packets[0][1].device.type != "cpu"):
+            return self._finish_exact(pend, rnd, buffers, header)
         # Headers first, then post the large payloads' receives, *then* wait for our own sends:
         # gloo completes a large send only once the peer posted its receive.
         for w, peer, is_recv in pend.works:
@@ -163,6 +170,49 @@ class P2PTransport:
             out.append((i, payloads[i].view(buffers[rv.span.buf].dtype)))
         if error is not None:
             raise error
+        return out
+
+    def _post_exact(
+        self, rnd: Round, buffers: dict[Buf, torch.Tensor], header: Header, peers: set[int] | None
+    ) -> Pending:
+        """Device backends (nccl, hccl, ...) match messages first-in first-out, ignore tags
+        and need equal sizes on both ends: send header and payload as two exact-size messages
+        in one batch (which also keeps two-way exchanges from deadlocking)."""
+        pend, ops = Pending(), []
+        for i, rv in enumerate(rnd.recvs):
+            if peers is not None and rv.peer not in peers:
+                continue
+            dev = buffers[rv.span.buf].device
+            hdr = torch.empty(HEADER_WORDS, dtype=torch.int64, device=dev)
+            data = torch.empty(rv.span.count, dtype=buffers[rv.span.buf].dtype, device=dev)
+            ops.append(dist.P2POp(dist.irecv, hdr, group=self.group, group_peer=rv.peer))
+            if data.numel():
+                ops.append(dist.P2POp(dist.irecv, data, group=self.group, group_peer=rv.peer))
+            pend.packets.append((i, hdr))
+            pend.exact[i] = data
+        for s in rnd.sends:
+            if peers is not None and s.peer not in peers:
+                continue
+            data = view(buffers, s.span).clone()
+            hdr = torch.tensor(header.words(s.span.count), dtype=torch.int64, device=data.device)
+            ops.append(dist.P2POp(dist.isend, hdr, group=self.group, group_peer=s.peer))
+            if data.numel():
+                ops.append(dist.P2POp(dist.isend, data, group=self.group, group_peer=s.peer))
+            pend.keep += [hdr, data]
+        if ops:
+            pend.works = [(w, -1, True) for w in dist.batch_isend_irecv(ops)]
+        return pend
+
+    def _finish_exact(
+        self, pend: Pending, rnd: Round, buffers: dict[Buf, torch.Tensor], header: Header
+    ) -> list[tuple[int, torch.Tensor]]:
+        for w, _, _ in pend.works:
+            w.wait()
+        out = []
+        for i, hdr in pend.packets:
+            rv = rnd.recvs[i]
+            header.check(hdr.tolist(), rv.span.count, me=self.rank, peer=rv.peer)
+            out.append((i, pend.exact[i]))
         return out
 
     def run(
