@@ -76,6 +76,16 @@ def test_rule(code: str) -> None:
     assert again == out  # a second pass changes nothing
 
 
+def test_device_string_assignment_stays_a_string() -> None:
+    out, findings = transform_source(
+        b"device = 'cuda'  # default\nlocal = f'cuda:{rank}'\nname = 'cuda'\n"
+    )
+    text = out.decode()
+    assert f"device = str(({ACC}))  # default" in text
+    assert "name = 'cuda'" in text  # only variables named like a device
+    assert [f.code for f in findings] == ["MIG002"]
+
+
 def test_unknown_rule_code_suggests() -> None:
     with pytest.raises(KeyError, match="did you mean MIG0"):
         get_rule("MIG01")

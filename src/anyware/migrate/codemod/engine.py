@@ -44,6 +44,25 @@ class _Transformer(cst.CSTTransformer):
             rule.on_node(node, self.ctx)
         return super().on_visit(node)
 
+    def leave_Assign(self, original_node: cst.Assign, updated_node: cst.Assign) -> cst.Assign:
+        self.ctx.line = self._line(original_node)
+        node = updated_node
+        for rule in RULES:
+            new = rule.on_assign(node, self.ctx)
+            if new is not None:
+                self.ctx.findings.append(
+                    Finding(
+                        code=rule.code,
+                        line=self.ctx.line,
+                        kind=rule.kind,
+                        message=rule.title,
+                        fixed=True,
+                    )
+                )
+                self.changed = True
+                node = new
+        return node
+
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
         self.ctx.line = self._line(original_node)
         node: cst.BaseExpression = updated_node

@@ -62,6 +62,10 @@ class CodemodRule:
         """Return a replacement to convert ``node`` (after earlier rules ran on it)."""
         return None
 
+    def on_assign(self, node: cst.Assign, ctx: Context) -> cst.Assign | None:
+        """Return a replacement to convert an assignment statement."""
+        return None
+
     def on_node(self, node: cst.CSTNode, ctx: Context) -> None:
         """Inspect any original node (comparisons, literals, imports) and flag hazards."""
         return None

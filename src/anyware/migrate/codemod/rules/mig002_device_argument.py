@@ -1,7 +1,9 @@
 """MIG002 CUDA device spellings in ``device=`` / ``map_location=`` arguments and ``.to(...)``.
 
 Detects ``device="cuda"``, ``"cuda:1"``, ``f"cuda:{rank}"``, ``"cuda:{}".format(i)``,
-``.to(0)`` and ``"cuda" if c else "cpu"`` wherever a device is passed. Why: a literal CUDA
+``.to(0)`` and ``"cuda" if c else "cpu"`` wherever a device is passed, and string
+assignments to a variable named ``*device*`` (``device = 'cuda'``, kept a string with
+``str(...)`` because such variables are later tested with ``'cuda' in device``). Why: a literal CUDA
 device fails off NVIDIA hardware, and an integer id means "CUDA device N" to torch. Example:
 ``torch.zeros(3, device=f"cuda:{rank}")``. Fix: the accelerator expression, with the index.
 """
@@ -12,7 +14,7 @@ from typing import ClassVar
 
 import libcst as cst
 
-from anyware.migrate.codemod._expr import rewrite_device
+from anyware.migrate.codemod._expr import rewrite_device, string_value
 from anyware.migrate.codemod.rules._base import CodemodRule, Context
 
 KEYWORDS = frozenset({"device", "map_location"})
@@ -38,3 +40,19 @@ class DeviceArgument(CodemodRule):
                 changed = True
             args.append(arg)
         return node.with_changes(args=args) if changed else None
+
+    def on_assign(self, node: cst.Assign, ctx: Context) -> cst.Assign | None:
+        if len(node.targets) != 1 or not isinstance(node.targets[0].target, cst.Name):
+            return None
+        if (
+            "device" not in node.targets[0].target.value.lower()
+            or "type" in node.targets[0].target.value.lower()
+        ):
+            return None
+        value = node.value
+        if string_value(value) is None and not isinstance(value, cst.FormattedString):
+            return None
+        new = rewrite_device(value)
+        if new is None:
+            return None
+        return node.with_changes(value=cst.Call(func=cst.Name("str"), args=[cst.Arg(new)]))
