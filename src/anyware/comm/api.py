@@ -10,6 +10,7 @@ and raised as :class:`~anyware.comm.errors.CommMismatchError` naming the other r
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -82,6 +83,14 @@ def _flat(t: torch.Tensor, name: str) -> tuple[torch.Tensor, Callable[[], None]]
     return flat, back
 
 
+@functools.lru_cache(maxsize=1024)
+def _args(rank: int, world: int, count: int, itemsize: int, ranks_per_host: int) -> Args:
+    """Arguments are validated once per shape, not on every call (the latency path)."""
+    return Args(
+        rank=rank, world=world, count=count, itemsize=itemsize, ranks_per_host=ranks_per_host
+    )
+
+
 def _launch(
     comm: Communicator, async_op: bool, body: Callable[[], str], result: Any
 ) -> Work | None:
@@ -102,13 +111,7 @@ def all_reduce(
     check_dtype(rop, tensor.dtype)
     comm = communicator(group)
     flat, back = _flat(tensor, "tensor")
-    args = Args(
-        rank=comm.rank,
-        world=comm.world,
-        count=flat.numel(),
-        itemsize=flat.element_size(),
-        ranks_per_host=comm.ranks_per_host,
-    )
+    args = _args(comm.rank, comm.world, flat.numel(), flat.element_size(), comm.ranks_per_host)
 
     def body() -> str:
         name = comm.execute(

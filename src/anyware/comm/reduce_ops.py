@@ -48,9 +48,19 @@ def parse_op(op: object) -> ReduceOp:
         ) from None
 
 
+_CHECKED: set[tuple[ReduceOp, object]] = set()
+
+
 def check_dtype(op: ReduceOp, dtype: torch.dtype) -> None:
     """Raise ``TypeError`` for op/dtype pairs that have no meaning (bitwise on floats, avg on
     integers, anything on complex)."""
+    if (op, dtype) in _CHECKED:
+        return
+    _check(op, dtype)
+    _CHECKED.add((op, dtype))
+
+
+def _check(op: ReduceOp, dtype: torch.dtype) -> None:
     if dtype.is_complex:
         raise TypeError(f"reduce op {op.value!r} does not support complex dtype {dtype}")
     if op in _BITWISE and dtype.is_floating_point:

@@ -58,7 +58,7 @@ class Communicator:
         mine = host_of[self.rank]
         self.local = [r for r in range(self.world) if host_of[r] == mine]
         sizes = {host_of.count(h) for h in set(host_of)}
-        self.ranks_per_host = self.local.__len__() if len(sizes) == 1 else 0
+        self.ranks_per_host = len(self.local) if len(sizes) == 1 else 0
         requested = (transport or _env.COMM_TRANSPORT.get() or "auto").strip().lower()
         explicit = requested != "auto"
         try:
@@ -104,6 +104,7 @@ class Communicator:
         self.last_algo = ""
         self._choices: dict[tuple[Collective, int, bool], Algorithm] = {}
         self._named: dict[tuple[Collective, str], Algorithm] = {}
+        self._empty: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
         self._codes = {(c, n): i + 1 for c, t in REGISTRY.items() for i, n in enumerate(t)}
         self._lock = threading.Lock()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -226,7 +227,9 @@ class Communicator:
             if reason:
                 raise ValueError(f"{coll.value} algorithm {chosen.name!r} {reason}")
             return chosen
-        uniform = len(set(args.send_counts) | set(args.recv_counts)) <= 1
+        uniform = coll is not Collective.ALLTOALL or (
+            len(set(args.send_counts) | set(args.recv_counts)) <= 1
+        )
         key = (coll, nbytes, uniform)
         hit = self._choices.get(key)
         if hit is None:
@@ -256,7 +259,14 @@ class Communicator:
         chosen = self.pick(coll, args, nbytes, algo)
         self.last_algo = chosen.name
         sched = build(chosen, args)
-        buffers[Buf.TMP] = torch.empty(sched.tmp_count, dtype=dtype, device=buffers[Buf.IN].device)
+        device = buffers[Buf.IN].device
+        if sched.tmp_count:
+            buffers[Buf.TMP] = torch.empty(sched.tmp_count, dtype=dtype, device=device)
+        else:  # most schedules need no scratch: skip the allocation on the latency path
+            empty = self._empty.get((dtype, device))
+            if empty is None:
+                empty = self._empty[(dtype, device)] = torch.empty(0, dtype=dtype, device=device)
+            buffers[Buf.TMP] = empty
         code = self._codes[(coll, chosen.name)]
         header = Header(
             seq=self.seq if bump else -2,
@@ -268,7 +278,7 @@ class Communicator:
         )
         if bump:
             self.seq += 1
-        transport = self.transport if buffers[Buf.IN].device.type == "cpu" else self.p2p
+        transport = self.transport if device.type == "cpu" else self.p2p
         transport.run(sched, buffers, op, header)
         return chosen.name
 

@@ -54,8 +54,14 @@ class TransportKind(StrEnum):
     HYBRID = "hybrid"
 
 
+_CODE_CACHE: dict[object, int] = {}
+
+
 def dtype_code(dtype: torch.dtype) -> int:
-    return DTYPE_CODE.get(str(dtype).removeprefix("torch."), 99)
+    code = _CODE_CACHE.get(dtype)
+    if code is None:
+        code = _CODE_CACHE[dtype] = DTYPE_CODE.get(str(dtype).removeprefix("torch."), 99)
+    return code
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
