@@ -8,6 +8,7 @@ Public API (stable; the operator library builds on it):
 * ``convert_to_fp8_training(model, recipe=...)`` swaps ``nn.Linear`` for FP8 linears.
 * ``hadamard_transform(x)`` → the orthonormal Walsh–Hadamard transform along the last dim.
 * ``info()`` → one row per format (``anyware formats info``).
+* ``torch.ops.anyware_formats.cast_to_codes(x, scale, fmt, saturate)``: the Triton cast op.
 """
 
 from __future__ import annotations
