@@ -91,6 +91,20 @@ def _args(rank: int, world: int, count: int, itemsize: int, ranks_per_host: int)
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def _a2a_args(
+    rank: int, world: int, itemsize: int, send: tuple[int, ...], recv: tuple[int, ...], rph: int
+) -> Args:
+    return Args(
+        rank=rank,
+        world=world,
+        itemsize=itemsize,
+        send_counts=send,
+        recv_counts=recv,
+        ranks_per_host=rph,
+    )
+
+
 def _launch(
     comm: Communicator, async_op: bool, body: Callable[[], str], result: Any
 ) -> Work | None:
@@ -337,13 +351,13 @@ def all_to_all(
         raise ValueError(
             f"input rows {tuple(input.shape[1:])} differ from output rows {tuple(output.shape[1:])}"
         )
-    args = Args(
-        rank=comm.rank,
-        world=p,
-        itemsize=inp.element_size(),
-        send_counts=tuple(s * row_in for s in send),
-        recv_counts=tuple(r * row_out for r in recv),
-        ranks_per_host=comm.ranks_per_host,
+    args = _a2a_args(
+        comm.rank,
+        p,
+        inp.element_size(),
+        tuple(s * row_in for s in send),
+        tuple(r * row_out for r in recv),
+        comm.ranks_per_host,
     )
     given = input_split_sizes is not None or output_split_sizes is not None
     chosen = algo if algo is not None or not given else "pairwise"  # ranks must agree
