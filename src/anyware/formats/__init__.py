@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+# registers torch.ops.anyware_formats.cast_to_codes (Triton is imported only when it runs)
+from anyware.formats import triton_cast as triton_cast
 from anyware.formats.api import (
     QuantizedTensor,
     dequantize,
