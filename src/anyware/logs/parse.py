@@ -308,8 +308,11 @@ def _entry_frame(pl: Any, st: _State, entries: Sequence[tuple[tuple[int, ...], i
         cols[f"_l{f}"] = pl.Series([e[0][2 * k + 1] for e in entries], dtype=pl.Int64)
     cols["_cs"] = pl.Series([e[0][-1] for e in entries], dtype=pl.Int64)
     cols["_tid"] = pl.Series([e[1] for e in entries], dtype=pl.UInt32)
-    cols["EventId"] = [t.event_id for t in tpl]
-    cols["EventTemplate"] = [t.text for t in tpl]
+    # Enums: gathering them per line moves 4-byte codes, not ten million string copies.
+    ids = [t.event_id for t in tpl]
+    texts = [t.text for t in tpl]
+    cols["EventId"] = pl.Series(ids, dtype=pl.Enum(sorted(set(ids))))
+    cols["EventTemplate"] = pl.Series(texts, dtype=pl.Enum(sorted(set(texts))))
     cols["_unmatched"] = pl.Series([e[2] for e in entries], dtype=pl.Boolean)
     return pl.DataFrame(cols)
 
