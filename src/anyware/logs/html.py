@@ -54,7 +54,8 @@ def _timeline_svg(report: dict[str, Any]) -> str:
             continue
         x = left + (e["t"] - t_lo) / span * width
         a = e["attrs"]
-        color = _COLORS.get(a.get("role", ""), "#1f77b4")
+        warn = a.get("severity") == "warning"
+        color = "#bcbd22" if warn else _COLORS.get(a.get("role", ""), "#1f77b4")
         tip = html.escape(
             f"{_fmt_t(e['t'])} rank {e['rank']} {e['name']} {a.get('category')}: "
             f"{a.get('message', '')}"
@@ -111,7 +112,8 @@ confidence {rc["confidence"]}<br><code>{esc(rc["message"])}</code><br>
 {report["seconds"]} s.</p>
 <h2>Timeline</h2>
 <p><span style="color:#d62728">●</span> origin <span style="color:#ff7f0e">●</span> victim
-<span style="color:#7f7f7f">●</span> launcher report</p>
+<span style="color:#7f7f7f">●</span> launcher report
+<span style="color:#bcbd22">●</span> warning</p>
 {_timeline_svg(report)}
 <h2>Evidence</h2><table><tr><th>rank</th><th>time</th><th>code</th><th>category</th>
 <th>role</th><th>line</th></tr>{evidence}</table>
