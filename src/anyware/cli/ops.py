@@ -85,7 +85,7 @@ def bench_command(
     from rich.table import Table
 
     t = Table(title=f"anyware ops bench on {backend.name}", title_justify="left")
-    for col in ("op", "case", "unit", "aten", "triton", "ratio", "note"):
+    for col in ("op", "case", "unit", "aten", "reference", "triton", "ratio", "note"):
         t.add_column(col)
     for r in results:
         ratio = "—" if r["ratio"] is None else f"{r['ratio']:.2f}×"
@@ -94,6 +94,7 @@ def bench_command(
             r["case"],
             r["unit"],
             bench.fmt_rate(r["aten"]),
+            bench.fmt_rate(r["reference"]),
             bench.fmt_rate(r["triton"]),
             ratio,
             r["note"],
