@@ -82,3 +82,9 @@ def test_parse_json_summary(loghub: Path, tmp_path: Path) -> None:
     s = json.loads(proc.stdout)
     assert s["lines"] == 2000 and 10 <= s["templates"] <= 20
     assert (tmp_path / "h_templates.csv").is_file()
+
+
+def test_parse_into_a_directory_is_one_line_error(loghub: Path, tmp_path: Path) -> None:
+    proc = _cli("parse", str(loghub / "Apache" / "Apache_2k.log"), "--out", str(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("anyware: error: cannot parse") and "Traceback" not in proc.stderr

@@ -32,7 +32,8 @@ def _progress(enabled: bool) -> Any:
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
-        disable=not enabled,
+        # Only on a terminal: in a pipe or CI log a live bar is noise (and a stray newline).
+        disable=not enabled or not err_console.is_terminal,
     )
 
 
@@ -102,6 +103,7 @@ def analyze_command(
 
     if workers < 1:
         fail(f"--workers must be >= 1, got {workers}")
+    problem = None
     with _progress(json_out != "-") as bar:
         task = bar.add_task("scanning", total=None)
         try:
@@ -112,7 +114,9 @@ def analyze_command(
                 on_bytes=lambda n: bar.advance(task, n),
             )
         except IngestError as e:
-            fail(str(e))
+            problem = str(e)
+    if problem is not None:  # after the progress bar is gone, so the error is one clean line
+        fail(problem)
     report = result.to_dict()
     if html_out:
         try:
@@ -155,6 +159,7 @@ def parse_command(
     from anyware.logs.ingest import IngestError
     from anyware.logs.parse import parse_file
 
+    problem = None
     with _progress(not json_out) as bar:
         task = bar.add_task("parsing", total=None)
         try:
@@ -167,7 +172,11 @@ def parse_command(
                 on_bytes=lambda n: bar.advance(task, n),
             )
         except (FormatError, IngestError) as e:
-            fail(str(e))
+            problem = str(e)
+        except OSError as e:
+            problem = f"cannot parse {file} into {out}: {e.strerror or e} ({e.filename or out})"
+    if problem is not None:  # after the progress bar is gone, so the error is one clean line
+        fail(problem)
     if json_out:
         emit_json(summary)
         return
