@@ -58,9 +58,9 @@ def translate(dev: Any) -> tuple[Any, bool]:
         return dev, False
     if isinstance(dev, int):
         return target_device(target, dev), True
-    if isinstance(dev, real_device_type()):
-        if dev.type != "cuda":
-            return dev, False
+    # Duck-typed, not isinstance(dev, torch.device): torch.compile traces through this
+    # function and cannot build the C device class as a constant.
+    if getattr(dev, "type", None) == "cuda":
         return target_device(target, dev.index), True
     return dev, False
 
