@@ -50,6 +50,12 @@ def test_torch_device(cpu_shim: Any) -> None:
     d = torch.device("cuda")
     assert isinstance(d, torch.device) and isinstance(CPU, torch.device)
     assert redirects()["torch.device"] == 5
+    # torch.device.__reduce__ looks the public name up: spawn children must still unpickle it
+    import pickle
+
+    assert pickle.loads(pickle.dumps(torch.device("cuda:1"))) == CPU
+    assert pickle.loads(pickle.dumps(torch.ones(1, device="cuda"))).device == CPU
+    assert pickle.loads(pickle.dumps(torch.cuda.FloatTensor)) is torch.cuda.FloatTensor
 
 
 @covers("torch.* factories (device=...)")

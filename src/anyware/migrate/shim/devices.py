@@ -65,9 +65,20 @@ class _ProxyMeta(type):
         return issubclass(sub, cls._real)
 
 
-def proxy_class(name: str, real: Any, make: Any) -> Any:
+def proxy_class(name: str, real: Any, make: Any, module: str = "torch") -> Any:
+    """A stand-in named ``module.name``, the public name it replaces: pickle stores classes
+    by that name (``torch.device.__reduce__`` even looks ``torch.device`` up at run time), so
+    objects still pickle, and unpickle in processes with or without the shim."""
     return _ProxyMeta(
-        name, (), {"_real": real, "_make": staticmethod(make), "__doc__": real.__doc__}
+        name,
+        (),
+        {
+            "_real": real,
+            "_make": staticmethod(make),
+            "__doc__": real.__doc__,
+            "__module__": module,
+            "__qualname__": name,
+        },
     )
 
 
@@ -284,7 +295,7 @@ def _install_legacy_types(p: Patcher, t: Target) -> None:
             record(f"torch.cuda.{_name}")
             return _real(*args)
 
-        proxy = proxy_class(name, real, make)
+        proxy = proxy_class(name, real, make, module="torch.cuda")
         proxies[proxy] = real
         p.set(torch.cuda, name, proxy)
 
