@@ -44,6 +44,7 @@ def main() -> None:
             )
             page.wait_for_timeout(500)
             lat = sorted(page.evaluate("window.__anyware.latencies"))
+            render = sorted(page.evaluate("window.__anyware.renderMs"))
         finally:
             browser.close()
             server.stop()
@@ -51,6 +52,10 @@ def main() -> None:
     p50, p95 = statistics.median(lat), lat[min(n - 1, int(0.95 * n))]
     print(f"event-to-browser latency over {n} step rows (2 ranks × {a.steps} steps)")
     print(f"  p50 {p50 * 1e3:7.1f} ms   p95 {p95 * 1e3:7.1f} ms   max {lat[-1] * 1e3:7.1f} ms")
+    if render:
+        print(
+            f"  chart redraw: median {statistics.median(render):.0f} ms, max {render[-1]:.0f} ms ({len(render)} redraws)"
+        )
     print(f"  p95 vs target 1 s: {p95 / 1.0:.3f}×   vs TensorBoard's 30 s reload: {p95 / 30:.4f}×")
 
 

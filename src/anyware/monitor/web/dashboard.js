@@ -8,7 +8,8 @@ function api(path) {
   return token ? path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : path;
 }
 const KEEP = 2000;
-const S = { rows: {}, snap: null, latencies: [], messages: 0, alertsSeen: {} };
+const CHART_POINTS = 400;
+const S = { rows: {}, snap: null, latencies: [], renderMs: [], messages: 0, alertsSeen: {} };
 window.__anyware = S;
 let dirty = false;
 
@@ -39,22 +40,47 @@ function connect() {
 const LAYOUT = { margin: { l: 45, r: 10, t: 10, b: 30 }, legend: { orientation: "h" } };
 const CONFIG = { displayModeBar: false, responsive: true };
 
+// One chart per tick, round-robin: a full redraw of all four blocked the page's only thread for
+// ~0.4 s on a loaded 2-core box, and stream messages queued behind it.
+const CHARTS = ["breakdown", "loss", "gradnorm", "heatmap"];
+let nextChart = 0;
+let stale = new Set();
+
 function renderCharts() {
+  if (!stale.size) return;
+  while (!stale.has(CHARTS[nextChart])) nextChart = (nextChart + 1) % CHARTS.length;
+  const name = CHARTS[nextChart];
+  stale.delete(name);
+  nextChart = (nextChart + 1) % CHARTS.length;
+  const t0 = performance.now();
+  drawChart(name);
+  S.renderMs.push(performance.now() - t0);
+  if (S.renderMs.length > 1000) S.renderMs.splice(0, 500);
+}
+
+function drawChart(name) {
   const ranks = Object.keys(S.rows).map(Number).sort((a, b) => a - b);
-  const phases = ["data", "forward", "backward", "optimizer", "comm", "other"];
-  const bars = phases.map(p => ({ type: "bar", name: p, x: ranks.map(r => "rank " + r), y: ranks.map(r => {
-    const last = S.rows[r].slice(-20);
-    if (p === "other") return median(last.map(x => num(x.dur) - ["data", "forward", "backward", "optimizer", "comm"].reduce((a, k) => a + (num(x[k]) || 0), 0)));
-    return median(last.map(x => num(x[p])));
-  }) }));
-  Plotly.react("breakdown", bars, { ...LAYOUT, barmode: "stack", yaxis: { title: "s" } }, CONFIG);
-  const line = key => ranks.map(r => ({ type: "scattergl", mode: "lines", name: "rank " + r,
-    x: S.rows[r].map(x => x.step), y: S.rows[r].map(x => num(x[key])) }));
-  Plotly.react("loss", line("loss"), LAYOUT, CONFIG);
-  Plotly.react("gradnorm", line("grad_norm"), LAYOUT, CONFIG);
-  const steps = [...new Set(ranks.flatMap(r => S.rows[r].slice(-120).map(x => x.step)))].sort((a, b) => a - b).slice(-120);
-  const z = ranks.map(r => { const by = new Map(S.rows[r].map(x => [x.step, num(x.compute)])); return steps.map(s => by.get(s) ?? null); });
-  Plotly.react("heatmap", [{ type: "heatmap", x: steps, y: ranks.map(r => "rank " + r), z, colorscale: "YlOrRd", colorbar: { title: "s" } }], LAYOUT, CONFIG);
+  if (name === "breakdown") {
+    const phases = ["data", "forward", "backward", "optimizer", "comm", "other"];
+    const parts = ["data", "forward", "backward", "optimizer", "comm"];
+    const bars = phases.map(p => ({ type: "bar", name: p, x: ranks.map(r => "rank " + r), y: ranks.map(r => {
+      const last = S.rows[r].slice(-20);
+      if (p === "other") return median(last.map(x => num(x.dur) - parts.reduce((a, k) => a + (num(x[k]) || 0), 0)));
+      return median(last.map(x => num(x[p])));
+    }) }));
+    Plotly.react("breakdown", bars, { ...LAYOUT, barmode: "stack", yaxis: { title: "s" } }, CONFIG);
+  } else if (name === "loss" || name === "gradnorm") {
+    // SVG traces over the last CHART_POINTS steps: WebGL (scattergl) falls back to software GL
+    // in headless or GPU-less browsers and took ~1 s per redraw there.
+    const key = name === "loss" ? "loss" : "grad_norm";
+    const traces = ranks.map(r => { const rows = S.rows[r].slice(-CHART_POINTS); return { type: "scatter", mode: "lines",
+      name: "rank " + r, x: rows.map(x => x.step), y: rows.map(x => num(x[key])) }; });
+    Plotly.react(name, traces, LAYOUT, CONFIG);
+  } else {
+    const steps = [...new Set(ranks.flatMap(r => S.rows[r].slice(-120).map(x => x.step)))].sort((a, b) => a - b).slice(-120);
+    const z = ranks.map(r => { const by = new Map(S.rows[r].map(x => [x.step, num(x.compute)])); return steps.map(s => by.get(s) ?? null); });
+    Plotly.react("heatmap", [{ type: "heatmap", x: steps, y: ranks.map(r => "rank " + r), z, colorscale: "YlOrRd", colorbar: { title: "s" } }], LAYOUT, CONFIG);
+  }
 }
 
 function renderSnapshot() {
@@ -105,7 +131,7 @@ async function loadRuns() {
 async function compare() {
   const names = [...document.querySelectorAll("#runlist input:checked")].map(i => i.value);
   const runs = await Promise.all(names.map(n => fetch(api("/api/runs/" + encodeURIComponent(n))).then(r => r.json())));
-  const trace = key => runs.map(r => ({ type: "scattergl", mode: "lines", name: r.name, x: r.steps, y: r[key].map(num) }));
+  const trace = key => runs.map(r => ({ type: "scatter", mode: "lines", name: r.name, x: r.steps, y: r[key].map(num) }));
   Plotly.react("cmp-loss", trace("loss"), LAYOUT, CONFIG);
   Plotly.react("cmp-step", trace("step_s"), LAYOUT, CONFIG);
   document.querySelector("#cmp-alerts tbody").innerHTML = runs.flatMap(r => r.alerts.map(a =>
@@ -121,4 +147,7 @@ document.querySelectorAll("nav a[data-tab]").forEach(a => a.addEventListener("cl
 }));
 
 connect();
-setInterval(() => { if (dirty && !document.getElementById("tab-live").hidden) { dirty = false; renderCharts(); } }, 250);
+setInterval(() => {
+  if (dirty) { dirty = false; CHARTS.forEach(c => stale.add(c)); }
+  if (!document.getElementById("tab-live").hidden) renderCharts();
+}, 150);
