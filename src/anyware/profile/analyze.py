@@ -20,7 +20,7 @@ import numpy as np
 from anyware.profile import intervals as iv
 from anyware.profile.classify import Bucket, host_bucket
 from anyware.profile.collect import RankTrace
-from anyware.profile.hostwalk import HostWalk, walk
+from anyware.profile.hostwalk import walk
 from anyware.profile.model import Breakdown, LaunchStats, OpStat, RankReport, StepBreakdown
 
 Arr = np.ndarray[Any, Any]
@@ -156,7 +156,7 @@ def analyze_rank(rt: RankTrace, *, top: int = TOP) -> RankReport:
         )
         whole = _breakdown(s, e, b, float(e.max() - s.min()))
         overlap = _overlap_pct(s, e, b)
-        launch_ts, launch_row = _launch_times(rt)
+        launch_ts, _ = _launch_times(rt)
         anchor = np.where(np.isnan(launch_ts), s, launch_ts)
         step_of = _step_index(anchor, steps)
         step_reports = []
@@ -198,7 +198,6 @@ def analyze_rank(rt: RankTrace, *, top: int = TOP) -> RankReport:
         top_kernels, kernel_totals = _top(
             names, dev_names, e - s, "kernel", bucket_of_dev.__getitem__, kernel_extra, top
         )
-        del launch_row
     else:
         mode = "host"
         name_bucket = np.array([int(host_bucket(nm)) for nm in names] or [0], dtype=np.int8)
@@ -319,4 +318,4 @@ def _launch_stats(
     )
 
 
-__all__ = ["HOST_BOUND_FRACTION", "HostWalk", "analyze_rank"]
+__all__ = ["HOST_BOUND_FRACTION", "analyze_rank"]
