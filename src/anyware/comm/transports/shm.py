@@ -339,6 +339,8 @@ class ShmTransport:
                 moved = True
             recvs = [r for r in recvs if r[5] < r[4]]
             if moved:
+                if armed:  # the last poll before the nap found work: not asleep after all
+                    me.words[SLEEPING] = 0
                 idle_since, armed = 0.0, False
                 continue
             now = time.perf_counter()
