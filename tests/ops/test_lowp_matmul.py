@@ -38,13 +38,25 @@ def test_fp8_matches_dequantised_reference(
     assert_close(f16, ref, dtype=torch.float16)
 
 
-@pytest.mark.parametrize("fmt", ["mxfp8_e4m3", "mxfp8_e5m2"])
+def _mx_operand(q: formats.QuantizedTensor) -> torch.Tensor:
+    return q.codes if q.packed else q.fp8_view()
+
+
+@pytest.mark.parametrize(
+    ("fa", "fb"),
+    [
+        ("mxfp8_e4m3", "mxfp8_e4m3"),
+        ("mxfp8_e5m2", "mxfp8_e4m3"),
+        ("mxfp4_e2m1", "mxfp4_e2m1"),
+        ("mxfp8_e4m3", "mxfp4_e2m1"),
+    ],
+)
 @pytest.mark.parametrize(("m", "k", "n"), [(5, 64, 7), (33, 160, 70)])
-def test_mx_matches_dequantised_reference(m: int, k: int, n: int, fmt: str) -> None:
-    qa, qb = formats.quantize(torch.randn(m, k), fmt), formats.quantize(torch.randn(n, k), fmt)
+def test_mx_matches_dequantised_reference(m: int, k: int, n: int, fa: str, fb: str) -> None:
+    qa, qb = formats.quantize(torch.randn(m, k), fa), formats.quantize(torch.randn(n, k), fb)
     got = ops.mx_matmul(qa, qb, out_dtype=torch.float32, impl="triton")
     ref = ops.mx_matmul_reference(
-        qa.fp8_view(), qa.scales, qb.fp8_view(), qb.scales, out_dtype=torch.float64
+        _mx_operand(qa), qa.scales, _mx_operand(qb), qb.scales, out_dtype=torch.float64
     )
     assert torch.equal(ref, formats.dequantize(qa).double() @ formats.dequantize(qb).double().t())
     bound = (
