@@ -50,7 +50,12 @@ def main() -> None:
         res = run(cfg, Path(tmp) / "b.json")
     links = res["cost_model"]["links"]
     # per message: α; per byte: β (copy in + copy out) + γ for each reduction the receiver does
-    topo = Topology(ranks=2, intra_bw=1 / links["beta_intra"], intra_latency=links["alpha_intra"])
+    topo = Topology(
+        ranks=2,
+        intra_bw=1 / links["beta_intra"],
+        intra_latency=links["alpha_intra"],
+        copy_bw=1 / links["gamma"] if links.get("gamma") else 0.0,
+    )
     print(
         f"(2) measured vs simulated, 2 ranks, shm (α = {links['alpha_intra'] * 1e6:.1f} µs, "
         f"β⁻¹ = {1 / links['beta_intra'] / 1e9:.2f} GB/s from this run's ping-pong):"

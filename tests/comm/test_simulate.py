@@ -37,6 +37,24 @@ def test_simulation_equals_closed_forms_on_a_flat_network(p: int) -> None:
             assert np.all(np.abs(ratio - 1) < 0.01), (coll, algo, p, ratio)
 
 
+def test_local_copies_count_when_asked() -> None:
+    """With a copy bandwidth the simulator adds each algorithm's own γ volume: Bruck's packing
+    and recursive doubling's staging now cost, and the closed forms agree."""
+    base = Topology(ranks=8, intra_bw=20e9, intra_latency=3e-6)
+    slow = Topology(ranks=8, intra_bw=20e9, intra_latency=3e-6, copy_bw=5e9)
+    for coll, algo in [
+        ("alltoall", "bruck"),
+        ("allreduce", "recursive_doubling"),
+        ("alltoall", "pairwise"),
+    ]:
+        with_copies, without = simulate(slow, coll, algo, SIZES), simulate(base, coll, algo, SIZES)
+        assert np.all(with_copies > without), (coll, algo)
+        assert np.allclose(with_copies, closed_form(slow, coll, algo, SIZES), rtol=0.01)
+    assert np.allclose(
+        simulate(slow, "allreduce", "ring", SIZES), simulate(base, "allreduce", "ring", SIZES)
+    )
+
+
 @pytest.mark.parametrize(("p", "R"), [(16, 4), (32, 8), (12, 3)])
 def test_hierarchical_matches_its_two_level_formula(p: int, R: int) -> None:
     topo = Topology(

@@ -142,6 +142,9 @@ def simulate(
     inter_latency: Annotated[
         float | None, typer.Option(help="Inter-host latency, µs (default: 2.5 × --latency).")
     ] = None,
+    copy_bw: Annotated[
+        float, typer.Option(help="Local copy bandwidth, GB/s (0: ignore local copies).")
+    ] = 0.0,
     ops: Annotated[str, typer.Option(help="Comma-separated collectives.")] = "allreduce,alltoall",
     sizes: Annotated[
         str, typer.Option(help="Comma-separated byte sizes.")
@@ -166,6 +169,7 @@ def simulate(
             inter_bw=inter_bw * 1e9,
             intra_latency=latency * 1e-6,
             inter_latency=(inter_latency if inter_latency is not None else 2.5 * latency) * 1e-6,
+            copy_bw=copy_bw * 1e9,
         )
     except ValueError as e:
         fail(str(e))

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from anyware import __version__
-from anyware.cli import demo, env, migrate, profile, run
 from anyware.cli import comm as comm_cli
+from anyware.cli import demo, env, migrate, profile, run
 from anyware.cli import formats as formats_cli
 from anyware.cli import logs as logs_cli
 from anyware.cli import monitor as monitor_cli

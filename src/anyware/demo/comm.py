@@ -90,18 +90,22 @@ def worker(rank: int, port: int, out: Path) -> None:
             loss.backward()
             ref_opt.step()
         ref_flat = torch.cat([p.detach().reshape(-1) for p in ref_params])
-        out.write_text(json.dumps({
-            "losses": losses,
-            "params": flat.numel(),
-            "grad_bytes": grads.numel() * 4,
-            "algo": algo,
-            "transport": comm.communicator().kind.value,
-            "allreduce_ms": 1e3 * ours / TIMING_REPS,
-            "gloo_ms": 1e3 * theirs / TIMING_REPS,
-            "step_comm_ms": 1e3 * comm_s / STEPS,
-            "ranks_identical": bool(torch.equal(both[0], both[1])),
-            "max_diff_vs_single_process": float((flat - ref_flat).abs().max()),
-        }))
+        out.write_text(
+            json.dumps(
+                {
+                    "losses": losses,
+                    "params": flat.numel(),
+                    "grad_bytes": grads.numel() * 4,
+                    "algo": algo,
+                    "transport": comm.communicator().kind.value,
+                    "allreduce_ms": 1e3 * ours / TIMING_REPS,
+                    "gloo_ms": 1e3 * theirs / TIMING_REPS,
+                    "step_comm_ms": 1e3 * comm_s / STEPS,
+                    "ranks_identical": bool(torch.equal(both[0], both[1])),
+                    "max_diff_vs_single_process": float((flat - ref_flat).abs().max()),
+                }
+            )
+        )
     dist.barrier()
     os._exit(0)
 
@@ -116,8 +120,13 @@ def run(ctx: DemoContext) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANYWARE_COMM")}
     env["OMP_NUM_THREADS"] = "1"
     procs = [
-        subprocess.Popen([sys.executable, "-m", "anyware.demo.comm", str(r), str(port), str(out)],
-                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "anyware.demo.comm", str(r), str(port), str(out)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for r in range(2)
     ]
     try:
@@ -148,8 +157,11 @@ def run(ctx: DemoContext) -> None:
         f"weights on both ranks: {same}; vs one process on the whole batch: max |Δ| "
         f"{r['max_diff_vs_single_process']:.2e}"
     )
-    ctx.results["comm"] = {"ok": r["ranks_identical"], **{k: r[k] for k in ("algo", "allreduce_ms", "gloo_ms")},
-                           "max_diff_vs_single_process": r["max_diff_vs_single_process"]}
+    ctx.results["comm"] = {
+        "ok": r["ranks_identical"],
+        **{k: r[k] for k in ("algo", "allreduce_ms", "gloo_ms")},
+        "max_diff_vs_single_process": r["max_diff_vs_single_process"],
+    }
 
 
 if __name__ == "__main__":

@@ -33,9 +33,22 @@ def simulate(topo: Topology, collective: str, algo: str, sizes: np.ndarray) -> n
         "chain",
     )
     if not chunked:
-        return evaluate(topo, fn(topo, 0.0), sizes)
-    # pipelined algorithms choose their chunk count from the size: evaluate per distinct count
-    return np.array([evaluate(topo, fn(topo, float(n)), np.array([n]))[0] for n in sizes])
+        t = evaluate(topo, fn(topo, 0.0), sizes)
+    else:  # pipelined algorithms choose their chunk count from the size: one evaluation each
+        t = np.array([evaluate(topo, fn(topo, float(n)), np.array([n]))[0] for n in sizes])
+    if topo.copy_bw > 0:
+        t = t + local_bytes(topo, collective, algo, sizes) / topo.copy_bw
+    return t
+
+
+def local_bytes(topo: Topology, collective: str, algo: str, sizes: np.ndarray) -> np.ndarray:
+    """Bytes each rank copies locally (staging, packing): the γ term of the algorithm's own
+    cost, read off with α = β = 0 and γ = 1 s/byte."""
+    from anyware.comm.algorithms import Links, get
+
+    a = get(collective, algo)
+    unit = Links(alpha_intra=0.0, beta_intra=0.0, gamma=1.0)
+    return np.array([a.cost(topo.ranks, float(n), unit) for n in np.asarray(sizes)])
 
 
 def closed_form(topo: Topology, collective: str, algo: str, sizes: np.ndarray) -> np.ndarray:

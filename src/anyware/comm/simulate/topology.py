@@ -31,6 +31,9 @@ class Topology:
     """Seconds of fixed cost per message within a host."""
     inter_latency: float = 5e-6
     """Seconds of fixed cost per message across hosts."""
+    copy_bw: float = 0.0
+    """Bytes per second of a rank's local copies (staging, packing); 0 ignores them, as the
+    textbook formulas do. On CPU transports they cost as much as the transfers."""
 
     def __post_init__(self) -> None:
         if self.ranks < 1:
@@ -43,6 +46,8 @@ class Topology:
         for name in ("intra_bw", "inter_bw"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.copy_bw < 0:
+            raise ValueError(f"copy_bw must be >= 0, got {self.copy_bw}")
         for name in ("intra_latency", "inter_latency"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -68,4 +73,5 @@ class Topology:
             alpha_inter=self.inter_latency,
             beta_inter=1 / self.inter_bw,
             ranks_per_host=self.ranks_per_host if self.hosts > 1 else 0,
+            gamma=1 / self.copy_bw if self.copy_bw > 0 else 0.0,
         )
