@@ -111,3 +111,18 @@ def test_export_adds_the_monitors_step_spans(
         ("step (step 1)", 0.0, 100.0),
         ("step (step 2)", 200.0, 100.0),
     ]
+
+
+def test_summary_of_many_ranks_still_fits_one_screen(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    for r in range(16):
+        device_trace(r, 16, extra_gemm=50.0 if r == 11 else 0.0).write(
+            tmp_path / f"rank{r}.pt.trace.json"
+        )
+    code, out, _ = cli(capsys, "profile", "summary", str(tmp_path))
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) <= 40 and max(len(x) for x in lines) <= 80, out
+    assert "Slowest rank: 11" in out and "9 more ranks" in out
+    assert any(line.split()[:1] == ["11"] for line in lines)

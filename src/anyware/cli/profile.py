@@ -159,7 +159,10 @@ def render_summary(report: ProfileReport, console: Any, *, top: int = 8) -> None
         "peak",
     ]:
         t.add_column(head, justify="right", no_wrap=True)
+    shown = _rows_to_show(report)
     for r, pct in zip(report.ranks, pcts, strict=True):
+        if r.rank not in shown:
+            continue
         peak = max(
             (m["peak_allocated"] for m in r.memory if m["device"] != "cpu" or mode == "host"),
             default=0,
@@ -175,6 +178,10 @@ def render_summary(report: ProfileReport, console: Any, *, top: int = 8) -> None
         row.append(_bytes(peak) if peak else "—")
         t.add_row(*row)
     console.print(t)
+    if len(shown) < len(report.ranks):
+        console.print(
+            f"… {len(report.ranks) - len(shown)} more ranks (shown: the busiest and the idlest; all in --json)"
+        )
     title = "Top kernels" if mode == "device" else "Top ops by self time"
     ops = Table(
         box=None,
@@ -213,6 +220,21 @@ def render_summary(report: ProfileReport, console: Any, *, top: int = 8) -> None
             console.print(f"[yellow]! {p}")
         if len(report.problems) > 4:
             console.print(f"[yellow]! … and {len(report.problems) - 4} more (see --json)")
+
+
+#: Ranks listed in the summary table; more would not fit one screen.
+MAX_RANK_ROWS = 8
+
+
+def _rows_to_show(report: ProfileReport) -> set[int]:
+    """All ranks when they fit; else the busiest five and the idlest two (with the slowest)."""
+    if len(report.ranks) <= MAX_RANK_ROWS:
+        return {r.rank for r in report.ranks}
+    by_busy = sorted(report.ranks, key=lambda r: -r.per_step(r.busy_us))
+    keep = {r.rank for r in by_busy[:5]} | {r.rank for r in by_busy[-2:]}
+    if report.slowest is not None:
+        keep.add(report.slowest.rank)
+    return keep
 
 
 def _bytes(n: int) -> str:
