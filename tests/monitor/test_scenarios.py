@@ -144,3 +144,17 @@ def test_clean_run_under_autostart_raises_no_alert(world) -> None:  # type: igno
     events = read_dir(world.events)
     fwd = [e for e in events if e.name == "forward" and e.rank == 1]
     assert len(fwd) >= 45  # the top-level module was found without being handed over
+
+
+@pytest.mark.slow
+def test_ddp_buckets_are_timed_through_the_comm_hook(world) -> None:  # type: ignore[no-untyped-def]
+    world.run("straggler", steps=80, ddp=True, until=world.has_firing("straggler"))
+    events = read_dir(world.events)
+    colls = [e for e in events if e.attrs.get("cat") == "collective" and e.rank == 0]
+    assert colls and all(e.attrs["op"] == "all_reduce" and e.attrs["bytes"] > 0 for e in colls)
+    assert all(
+        e.attrs["exit"] >= e.t for e in colls
+    )  # exit stamped when the bucket's future completed
+    # DDP waits inside backward, where busy time cannot see it: arrival lag names the rank
+    alerts = world.firing("straggler")
+    assert [a["culprit_rank"] for a in alerts] == [1], world.agg.alerts.alerts()

@@ -95,7 +95,11 @@ def _worker(a: argparse.Namespace) -> int:
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{a.port}", rank=rank, world_size=a.world,
                             timeout=timedelta(seconds=120))  # fmt: skip
-    model = Work()
+    model: nn.Module = Work()
+    if a.ddp:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(model)  # gradients reduced by DDP's comm hook
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     from anyware import monitor
 
@@ -121,8 +125,9 @@ def _worker(a: argparse.Namespace) -> int:
             loss = loss + 19 * loss.detach()  # the value jumps 20×, the gradient does not
         opt.zero_grad()
         loss.backward()
-        flat = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
-        dist.all_reduce(flat)
+        if not a.ddp:
+            flat = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+            dist.all_reduce(flat)
         opt.step()
         if state["fault"] and scenario is Scenario.MEMORY_LEAK and faulty:
             leak.append(torch.ones(LEAK_BYTES // 4))
@@ -152,6 +157,7 @@ def run_world(
     autostart: bool = False,
     env: dict[str, str] | None = None,
     linger: float = 0.0,
+    ddp: bool = False,
 ) -> list[int | None]:
     """Run every rank of a scenario; return their exit codes (``None``: killed at the end).
 
@@ -176,6 +182,8 @@ def run_world(
             cmd += ["--events", str(events)]
         if autostart:
             cmd.append("--autostart")
+        if ddp:
+            cmd.append("--ddp")
         log = open(events / f"worker-rank{rank}.log", "wb") if events else None  # noqa: SIM115
         procs.append(
             subprocess.Popen(cmd, env=base, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
@@ -215,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--onset", type=int, default=20)
     p.add_argument("--events")
     p.add_argument("--autostart", action="store_true")
+    p.add_argument("--ddp", action="store_true")
     return _worker(p.parse_args(argv))
 
 
