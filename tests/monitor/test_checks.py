@@ -288,3 +288,15 @@ def test_hang_culprit_is_lowest_sequence_then_the_one_outside_a_collective() -> 
     agg2.tick(1002.2)
     (b,) = alerts(agg2, "hang")
     assert b["state"] == "resolved"
+
+
+def test_importing_the_monitor_and_its_cli_stays_cheap() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, anyware.monitor, anyware.monitor.autostart, anyware.cli.monitor; "
+        "heavy = [m for m in ('torch', 'fastapi', 'uvicorn') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
