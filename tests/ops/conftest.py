@@ -1,5 +1,5 @@
-"""Kernel tests run in Triton's interpreter: it must be on before Triton decorates a kernel,
-i.e. before ``anyware.ops`` is first imported, so it is set here at collection time."""
+"""Kernel tests run in Triton's interpreter: it must be on before the first kernel is launched
+(anyware.ops decorates kernels lazily, so an earlier import of the package is fine)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ def _seed() -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    from anyware.ops._triton import HAS_TRITON, INTERPRETED
+    from anyware.ops import _triton
 
-    if HAS_TRITON and not INTERPRETED:
+    if _triton.HAS_TRITON and not _triton.interpreted():
         raise pytest.UsageError(
-            "anyware.ops was imported before tests/ops/conftest.py set TRITON_INTERPRET=1; "
+            "a Triton kernel ran before tests/ops/conftest.py set TRITON_INTERPRET=1; "
             "run with TRITON_INTERPRET=1 in the environment"
         )

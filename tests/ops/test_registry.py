@@ -82,7 +82,7 @@ def test_auto_fallback_logs_once_explicit_raises(
 
 
 def test_no_interpreter_means_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_registry, "INTERPRETED", False)
+    monkeypatch.setattr(_registry, "interpreted", lambda: False)
     monkeypatch.setattr(_registry, "_logged", set())
     monkeypatch.setenv("ANYWARE_OPS_IMPL", "triton")
     rows = {r["name"]: r for r in ops.describe()}

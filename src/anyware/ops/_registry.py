@@ -26,7 +26,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from anyware import _env
-from anyware.ops._triton import HAS_TRITON, INTERPRETED
+from anyware.ops._triton import HAS_TRITON, interpreted
 
 if TYPE_CHECKING:
     import torch
@@ -129,7 +129,7 @@ def triton_blocker(device: torch.device | None = None) -> str | None:
     backend = runtime.current()
     dev_type = device.type if device is not None else backend.device_type
     if dev_type == "cpu":
-        if INTERPRETED:
+        if interpreted():
             return None
         return "cpu tensors need Triton's interpreter (TRITON_INTERPRET=1 before import)"
     if dev_type != backend.device_type:

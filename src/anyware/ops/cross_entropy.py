@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from anyware.ops import _checks
 from anyware.ops._registry import Impl, OpSpec, register_op, resolve
-from anyware.ops._triton import INTERPRETED, next_pow2, tl, triton
+from anyware.ops._triton import interpreted, jit, next_pow2, tl, triton
 
 SPEC = register_op(
     OpSpec(
@@ -59,7 +59,7 @@ def cross_entropy_reference(
 
 
 # --- kernels --------------------------------------------------------------------------------
-@triton.jit
+@jit
 def _fwd_kernel(
     x_ptr, t_ptr, loss_ptr, lse_ptr, M, V, stride, ignore_index,
     BLOCK_M: tl.constexpr, BLOCK_V: tl.constexpr,
@@ -90,7 +90,7 @@ def _fwd_kernel(
     tl.store(lse_ptr + rows, lse, mask=rmask)
 
 
-@triton.jit
+@jit
 def _bwd_kernel(
     x_ptr, t_ptr, lse_ptr, g_ptr, dx_ptr, M, V, stride, ignore_index,
     BLOCK_M: tl.constexpr, BLOCK_V: tl.constexpr,
@@ -112,7 +112,7 @@ def _bwd_kernel(
 
 # --- launchers ------------------------------------------------------------------------------
 def _blocks(m: int, v: int) -> tuple[int, int]:
-    if INTERPRETED:  # few fat programs: the interpreter costs per program and per loop step
+    if interpreted():  # few fat programs: the interpreter costs per program and per loop step
         bv = min(next_pow2(v), 4096)
         return max(1, min(next_pow2(m), 16384 // bv)), bv
     return 1, min(next_pow2(v), 4096)

@@ -24,7 +24,7 @@ import torch
 
 from anyware.ops import _checks
 from anyware.ops._registry import Impl, OpSpec, register_op, resolve
-from anyware.ops._triton import INTERPRETED, next_pow2, tl, triton
+from anyware.ops._triton import interpreted, jit, next_pow2, tl, triton
 
 SPEC = register_op(
     OpSpec(name="embedding_bag", summary="pooled embedding lookup (sum/mean/max)", backward="torch")
@@ -69,7 +69,7 @@ def _bags(indices: torch.Tensor, offsets: torch.Tensor | None) -> tuple[torch.Te
 
 
 # --- kernel ---------------------------------------------------------------------------------
-@triton.jit
+@jit
 def _fwd_kernel(
     W, IDX, ENDS, PSW, OUT, ARG, D,
     MODE: tl.constexpr, HAS_PSW: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -128,7 +128,7 @@ def _bag_op(
     )
     if n_bags and d:
         block_d = min(next_pow2(d), 512)
-        block_l = 64 if INTERPRETED else 16  # fewer loop steps in the interpreter
+        block_l = 64 if interpreted() else 16  # fewer loop steps in the interpreter
         _fwd_kernel[(n_bags, triton.cdiv(d, block_d))](
             weight, indices, ends, psw if psw is not None else weight, out, arg, d,
             MODE=mode, HAS_PSW=psw is not None, BLOCK_L=block_l, BLOCK_D=block_d,

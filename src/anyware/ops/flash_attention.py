@@ -29,7 +29,7 @@ import torch
 
 from anyware.ops import _checks
 from anyware.ops._registry import Impl, OpSpec, register_op, resolve
-from anyware.ops._triton import INTERPRETED, dot_precision, next_pow2, tl, triton
+from anyware.ops._triton import dot_precision, interpreted, jit, next_pow2, tl, triton
 
 SPEC = register_op(
     OpSpec(name="flash_attention", summary="fused attention: causal, GQA, varlen, head dim ≤ 256")
@@ -75,7 +75,7 @@ def flash_attention_reference(
 
 
 # --- kernels --------------------------------------------------------------------------------
-@triton.jit
+@jit
 def _seq_bounds(cu_q, cu_k, b, Lq, Lk, VARLEN: tl.constexpr):
     if VARLEN:
         q0 = tl.load(cu_q + b).to(tl.int64)
@@ -84,7 +84,7 @@ def _seq_bounds(cu_q, cu_k, b, Lq, Lk, VARLEN: tl.constexpr):
     return 0, Lq, 0, Lk, b.to(tl.int64)
 
 
-@triton.jit
+@jit
 def _fwd_kernel(
     Q, K, V, Out, LSE, cu_q, cu_k,
     s_qb, s_qh, s_qs, s_kb, s_kh, s_ks, s_vb, s_vh, s_vs, s_ob, s_oh, s_os,
@@ -157,7 +157,7 @@ def _fwd_kernel(
         tl.store(lse_ptr, m_safe + tl.log2(l_safe), mask=offs_m < q_len)
 
 
-@triton.jit
+@jit
 def _bwd_dkdv_kernel(
     Q, K, V, DO, LSE, DELTA, DK, DV, cu_q, cu_k,
     s_qb, s_qh, s_qs, s_kb, s_kh, s_ks, s_vb, s_vh, s_vs,
@@ -223,7 +223,7 @@ def _bwd_dkdv_kernel(
         tl.store(DV + v_off, dv.to(DV.dtype.element_ty), mask=nmask[:, None] & dmask[None, :])
 
 
-@triton.jit
+@jit
 def _bwd_dq_kernel(
     Q, K, V, DO, LSE, DELTA, DQ, cu_q, cu_k,
     s_qb, s_qh, s_qs, s_kb, s_kh, s_ks, s_vb, s_vh, s_vs,
@@ -285,7 +285,7 @@ def _bwd_dq_kernel(
 
 # --- launchers ------------------------------------------------------------------------------
 def _blocks(d: int) -> tuple[int, int, dict[str, int]]:
-    if INTERPRETED:  # big tiles, few programs: each interpreted loop step costs ~ms
+    if interpreted():  # big tiles, few programs: each interpreted loop step costs ~ms
         return 64, 64, {}
     # FA2 on sm80/sm90 with Triton: 128×64 tiles for head dim ≤ 64, 64×64 above (registers)
     return (
@@ -335,7 +335,7 @@ def _backward(do, q, k, v, o, lse, causal, scale, cu_q, cu_k):  # type: ignore[n
     if not varlen:
         longest_k = k.shape[2]
     bm, bn = (64, 64)
-    opts: dict[str, int] = {} if INTERPRETED else {"num_warps": 4, "num_stages": 2}
+    opts: dict[str, int] = {} if interpreted() else {"num_warps": 4, "num_stages": 2}
     common = dict(
         CAUSAL=causal,
         VARLEN=varlen,

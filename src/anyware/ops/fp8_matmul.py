@@ -27,7 +27,7 @@ import torch
 
 from anyware.ops import _checks
 from anyware.ops._registry import Impl, OpSpec, register_op, resolve
-from anyware.ops._triton import INTERPRETED, next_pow2, tl, triton
+from anyware.ops._triton import interpreted, jit, next_pow2, tl, triton
 
 SPEC = register_op(
     OpSpec(
@@ -82,7 +82,7 @@ def layout(scale_a: torch.Tensor, scale_b: torch.Tensor, m: int, n: int, k: int)
 
 
 # --- kernel ---------------------------------------------------------------------------------
-@triton.jit
+@jit
 def _fp8_kernel(
     A, B, SA, SB, C, M, N, K, s_am, s_ak, s_bn, s_bk, s_sam, s_sak, s_sbn, s_sbk,
     MODE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -141,8 +141,8 @@ def _fp8_op(
     c = torch.empty((m, n), dtype=out_dtype, device=a.device)
     if m and n:
         if mode == 2:
-            bm, bn, bk = (64, 128, 128) if INTERPRETED else (128, 128, 128)
-        elif INTERPRETED:
+            bm, bn, bk = (64, 128, 128) if interpreted() else (128, 128, 128)
+        elif interpreted():
             bm, bn, bk = (
                 max(16, min(64, next_pow2(m))),
                 max(16, min(128, next_pow2(n))),

@@ -22,7 +22,7 @@ import torch
 
 from anyware.ops import _checks
 from anyware.ops._registry import Impl, OpSpec, register_op, resolve
-from anyware.ops._triton import INTERPRETED, dot_precision, next_pow2, tl, triton
+from anyware.ops._triton import dot_precision, interpreted, jit, next_pow2, tl, triton
 
 SPEC = register_op(OpSpec(name="grouped_matmul", summary="MoE grouped GEMM over contiguous groups"))
 
@@ -40,7 +40,7 @@ def grouped_matmul_reference(
 
 
 # --- kernels --------------------------------------------------------------------------------
-@triton.jit
+@jit
 def _fwd_kernel(
     X, W, OUT, TG, TS, TE, N, K, s_xm, s_xk, s_wg, s_wk, s_wn,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
@@ -73,7 +73,7 @@ def _fwd_kernel(
     )
 
 
-@triton.jit
+@jit
 def _wgrad_kernel(
     X, DY, DW, STARTS, K, N, s_xm, s_xk,
     BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
@@ -117,7 +117,7 @@ def _tiles(sizes: list[int], block_m: int, device: torch.device) -> tuple[torch.
 
 
 def _blocks(m: int, k: int, n: int) -> tuple[int, int, int]:
-    if INTERPRETED:
+    if interpreted():
         return (
             max(16, min(64, next_pow2(m))),
             max(16, min(128, next_pow2(n))),

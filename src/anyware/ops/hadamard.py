@@ -23,7 +23,7 @@ import torch
 
 from anyware.ops import _checks
 from anyware.ops._registry import Impl, OpSpec, register_op, resolve
-from anyware.ops._triton import INTERPRETED, next_pow2, tl, triton
+from anyware.ops._triton import interpreted, jit, next_pow2, tl, triton
 
 SPEC = register_op(
     OpSpec(name="hadamard", summary="orthonormal Walsh-Hadamard transform (last dim)")
@@ -39,7 +39,7 @@ def hadamard_reference(x: torch.Tensor) -> torch.Tensor:
 
 
 # --- kernel ---------------------------------------------------------------------------------
-@triton.jit
+@jit
 def _sylvester(N: tl.constexpr, n, LOG: tl.constexpr):
     """H[i, j] = (-1)^popcount(i & j) for i, j < n, zero outside (so padding never mixes in)."""
     i = tl.arange(0, N)[:, None]
@@ -52,7 +52,7 @@ def _sylvester(N: tl.constexpr, n, LOG: tl.constexpr):
     return tl.where((i < n) & (j < n), 1.0 - 2.0 * parity.to(tl.float32), 0.0)
 
 
-@triton.jit
+@jit
 def _hadamard_kernel(
     X, Y, rows, a, c, scale,
     BLOCK_R: tl.constexpr, A_PAD: tl.constexpr, C_PAD: tl.constexpr,
@@ -92,7 +92,7 @@ def _hadamard_op(x: torch.Tensor) -> torch.Tensor:
         c_pad = max(16, c)
         # rows per program: fill ~16K elements (8K on a GPU, registers), and keep the first
         # GEMM's M = rows·a_pad ≥ 16 as tl.dot requires
-        budget = 16384 if INTERPRETED else 8192
+        budget = 16384 if interpreted() else 8192
         block_r = next_pow2(max(1, budget // (a_pad * c_pad)) + 1) // 2
         block_r = max(block_r, 16 // a_pad if a_pad < 16 else 1)
         precision = "ieee" if x.dtype == torch.float32 else "tf32"

@@ -23,7 +23,7 @@ import torch
 
 from anyware.ops import _checks
 from anyware.ops._registry import Impl, OpSpec, register_op, resolve
-from anyware.ops._triton import INTERPRETED, dot_precision, next_pow2, tl, triton
+from anyware.ops._triton import dot_precision, interpreted, jit, materialize, next_pow2, tl, triton
 
 SPEC = register_op(OpSpec(name="matmul", summary="A @ B with fp32 accumulation, batched"))
 
@@ -35,7 +35,7 @@ def matmul_reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 # --- kernel ---------------------------------------------------------------------------------
-@triton.jit
+@jit
 def _matmul_kernel(
     a_ptr, b_ptr, c_ptr, M, N, K,
     s_ab, s_am, s_ak, s_bb, s_bk, s_bn, s_cb, s_cm, s_cn,
@@ -95,7 +95,7 @@ def _launch(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
     n = b.shape[2]
     args = (a, b, out, m, n, k, *a.stride(), *b.stride(), *out.stride())
     precision = dot_precision(a.dtype)
-    if INTERPRETED or out.device.type == "cpu":
+    if interpreted() or out.device.type == "cpu":
         # One fat tile: the interpreter pays per program and per loop step, not per element.
         bm, bn = max(16, min(128, next_pow2(m))), max(16, min(128, next_pow2(n)))
         bk = max(16, min(256, next_pow2(k)))
@@ -105,7 +105,9 @@ def _launch(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
         )
         return
     if _tuned is None:
-        _tuned = triton.autotune(configs=_gpu_configs(), key=["M", "N", "K"])(_matmul_kernel)
+        _tuned = triton.autotune(configs=_gpu_configs(), key=["M", "N", "K"])(
+            materialize(_matmul_kernel)
+        )
 
     def tuned_grid(meta: dict[str, int]) -> tuple[int, int]:
         return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]), nb)

@@ -27,7 +27,7 @@ import torch
 
 from anyware.ops import _checks
 from anyware.ops._registry import Impl, OpSpec, register_op, resolve
-from anyware.ops._triton import next_pow2, tl, triton
+from anyware.ops._triton import jit, next_pow2, tl, triton
 
 SPEC = register_op(
     OpSpec(
@@ -86,7 +86,7 @@ def _inverse(row_map: torch.Tensor, copies: int) -> torch.Tensor:
 
 
 # --- kernels --------------------------------------------------------------------------------
-@triton.jit
+@jit
 def _gather_kernel(X, MAP, OUT, P, H, K, BLOCK_P: tl.constexpr, BLOCK_H: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     cols = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
@@ -100,7 +100,7 @@ def _gather_kernel(X, MAP, OUT, P, H, K, BLOCK_P: tl.constexpr, BLOCK_H: tl.cons
     )
 
 
-@triton.jit
+@jit
 def _combine_kernel(
     Y, INV, W, OUT, N, H, K: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr
 ):

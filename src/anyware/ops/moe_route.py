@@ -24,7 +24,7 @@ import torch
 
 from anyware.ops import _checks
 from anyware.ops._registry import Impl, OpSpec, register_op, resolve
-from anyware.ops._triton import next_pow2, tl, triton
+from anyware.ops._triton import jit, next_pow2, tl, triton
 
 SPEC = register_op(
     OpSpec(
@@ -67,7 +67,7 @@ def moe_route_reference(
 
 
 # --- kernel ---------------------------------------------------------------------------------
-@triton.jit
+@jit
 def _route_kernel(
     L, B, W, IDS, N, E, route_scale,
     TOP_K: tl.constexpr, SOFTMAX: tl.constexpr, HAS_BIAS: tl.constexpr, NORMALIZE: tl.constexpr,

@@ -21,7 +21,7 @@ import torch
 
 from anyware.ops import _checks
 from anyware.ops._registry import Impl, OpSpec, register_op, resolve
-from anyware.ops._triton import INTERPRETED, next_pow2, tl, triton
+from anyware.ops._triton import interpreted, jit, next_pow2, tl, triton
 
 SPEC = register_op(
     OpSpec(
@@ -68,7 +68,7 @@ def mx_matmul_reference(
 
 
 # --- kernel ---------------------------------------------------------------------------------
-@triton.jit
+@jit
 def _mx_kernel(
     A, SA, B, SB, C, M, N, K,
     FMT_A: tl.constexpr, FMT_B: tl.constexpr, PACK_A: tl.constexpr, PACK_B: tl.constexpr,
@@ -124,7 +124,7 @@ def _mx_op(
     n = b.shape[0]
     c = torch.empty((m, n), dtype=out_dtype, device=a.device)
     if m and n:
-        if INTERPRETED:
+        if interpreted():
             bm, bn, bk = (
                 max(16, min(64, next_pow2(m))),
                 max(16, min(128, next_pow2(n))),

@@ -20,7 +20,7 @@ import torch
 
 from anyware.ops import _checks
 from anyware.ops._registry import Impl, OpSpec, register_op, resolve
-from anyware.ops._triton import next_pow2, row_block, tl, triton
+from anyware.ops._triton import jit, next_pow2, row_block, tl, triton
 
 SPEC = register_op(OpSpec(name="rms_norm", summary="fused RMSNorm over the last dim"))
 
@@ -34,7 +34,7 @@ def rms_norm_reference(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6)
 
 
 # --- kernels --------------------------------------------------------------------------------
-@triton.jit
+@jit
 def _fwd_kernel(
     x_ptr, w_ptr, y_ptr, rstd_ptr, M, N, eps, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr
 ):
@@ -50,7 +50,7 @@ def _fwd_kernel(
     tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit
+@jit
 def _bwd_kernel(
     dy_ptr, x_ptr, w_ptr, rstd_ptr, dx_ptr, dw_part_ptr, M, N,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,

@@ -20,7 +20,7 @@ import torch
 
 from anyware.ops import _checks
 from anyware.ops._registry import Impl, OpSpec, register_op, resolve
-from anyware.ops._triton import next_pow2, row_block, tl, triton
+from anyware.ops._triton import jit, next_pow2, row_block, tl, triton
 
 SPEC = register_op(OpSpec(name="rope", summary="rotary position embedding (rotate-half)"))
 
@@ -34,7 +34,7 @@ def rope_reference(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tor
 
 
 # --- kernel ---------------------------------------------------------------------------------
-@triton.jit
+@jit
 def _rope_kernel(
     x_ptr, cos_ptr, sin_ptr, y_ptr, rows, seq, half, SIGN: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_H: tl.constexpr,

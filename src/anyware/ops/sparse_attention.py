@@ -26,7 +26,7 @@ import torch
 
 from anyware.ops import _checks
 from anyware.ops._registry import Impl, OpSpec, register_op, resolve
-from anyware.ops._triton import INTERPRETED, dot_precision, next_pow2, tl, triton
+from anyware.ops._triton import dot_precision, interpreted, jit, next_pow2, tl, triton
 
 SPEC = register_op(
     OpSpec(
@@ -85,7 +85,7 @@ def sparse_attention_reference(
 
 
 # --- kernels --------------------------------------------------------------------------------
-@triton.jit
+@jit
 def _indexer_kernel(
     Q, K, W, OUT, S, T, HI, D, CAUSAL: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_S: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -116,7 +116,7 @@ def _indexer_kernel(
     )
 
 
-@triton.jit
+@jit
 def _sparse_attn_kernel(
     Q, K, V, IDX, Out, H, GROUP, S, T, D, NK, scale,
     BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -166,7 +166,7 @@ def _indexer_op(
     out = torch.empty((b, s, t), dtype=torch.float32, device=q_idx.device)
     if out.numel():
         bs = max(16, min(64, next_pow2(s)))
-        bt = max(16, min(128 if INTERPRETED else 64, next_pow2(t)))
+        bt = max(16, min(128 if interpreted() else 64, next_pow2(t)))
         _indexer_kernel[(triton.cdiv(s, bs), triton.cdiv(t, bt), b)](
             q_idx, k_idx, weights, out, s, t, hi, d, CAUSAL=causal, PRECISION=dot_precision(q_idx.dtype),
             BLOCK_S=bs, BLOCK_T=bt, BLOCK_D=max(16, next_pow2(d)),
@@ -189,7 +189,7 @@ def _sparse_op(
         nk = indices.shape[-1]
         _sparse_attn_kernel[(s, b * h)](
             q, k, v, indices, out, h, h // k.shape[1], s, k.shape[2], d, nk, scale,
-            BLOCK_K=max(16, min(256 if INTERPRETED else 64, next_pow2(nk))), BLOCK_D=max(16, next_pow2(d)),
+            BLOCK_K=max(16, min(256 if interpreted() else 64, next_pow2(nk))), BLOCK_D=max(16, next_pow2(d)),
         )  # fmt: skip
     return out
 

@@ -16,12 +16,15 @@ import torch
 
 from anyware.ops import _checks
 from anyware.ops._registry import Impl, OpSpec, register_op, resolve
-from anyware.ops._triton import INTERPRETED, tl, triton
+from anyware.ops._triton import interpreted, jit, tl, triton
 
 SPEC = register_op(OpSpec(name="swiglu", summary="silu(gate) * up, fused"))
 
-# Elements per program: the interpreter is fastest with few fat programs; 1024 keeps a GPU busy.
-_BLOCK = 16384 if INTERPRETED else 1024
+
+def _block() -> int:
+    """Elements per program: the interpreter is fastest with few fat programs; 1024 keeps a
+    GPU busy."""
+    return 16384 if interpreted() else 1024
 
 
 def swiglu_reference(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
@@ -32,7 +35,7 @@ def swiglu_reference(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
 
 
 # --- kernels --------------------------------------------------------------------------------
-@triton.jit
+@jit
 def _fwd_kernel(g_ptr, u_ptr, y_ptr, n, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
@@ -42,7 +45,7 @@ def _fwd_kernel(g_ptr, u_ptr, y_ptr, n, BLOCK: tl.constexpr):
     tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit
+@jit
 def _bwd_kernel(dy_ptr, g_ptr, u_ptr, dg_ptr, du_ptr, n, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
@@ -63,7 +66,7 @@ def _swiglu_op(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     y = torch.empty_like(gate)
     n = gate.numel()
     if n:
-        _fwd_kernel[(triton.cdiv(n, _BLOCK),)](gate, up, y, n, BLOCK=_BLOCK)
+        _fwd_kernel[(triton.cdiv(n, _block()),)](gate, up, y, n, BLOCK=_block())
     return y
 
 
@@ -79,7 +82,9 @@ def _swiglu_bwd_op(
     dg, du = torch.empty_like(gate), torch.empty_like(up)
     n = gate.numel()
     if n:
-        _bwd_kernel[(triton.cdiv(n, _BLOCK),)](dy.contiguous(), gate, up, dg, du, n, BLOCK=_BLOCK)
+        _bwd_kernel[(triton.cdiv(n, _block()),)](
+            dy.contiguous(), gate, up, dg, du, n, BLOCK=_block()
+        )
     return dg, du
 
 
