@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from anyware import comm
 from anyware.models.moe import MoE, MoEConfig, MoETransformer
 
 
@@ -174,7 +175,7 @@ def sync_gradients(model: nn.Module, group: dist.ProcessGroup | None = None) -> 
 
 
 def _all_reduce(t: torch.Tensor, group: dist.ProcessGroup | None) -> None:
-    dist.all_reduce(t, group=group)
+    comm.all_reduce(t, group=group)
 
 
 @torch.no_grad()
