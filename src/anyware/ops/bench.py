@@ -268,7 +268,8 @@ def _moe_route(dev: str, dt: torch.dtype, small: bool) -> list[Case]:
 def _sparse_attention(dev: str, dt: torch.dtype, small: bool) -> list[Case]:
     from anyware import ops
 
-    b, h, s, t, d, topk = (1, 4, 64, 256, 64, 32) if small else (1, 16, 4096, 16384, 128, 2048)
+    # large: the aten anchor gathers (S, topk, H, D) fp32 keys; 1024×512×16×128 is 4 GiB
+    b, h, s, t, d, topk = (1, 4, 64, 256, 64, 32) if small else (1, 16, 1024, 8192, 128, 512)
     q = torch.randn(b, h, s, d, device=dev, dtype=dt)
     kv = torch.randn(b, 1, t, d, device=dev, dtype=dt)
     idx = torch.randint(0, t, (b, s, topk), device=dev)
