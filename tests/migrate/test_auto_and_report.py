@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from anyware.migrate.report import merge, summary
+from anyware.migrate.reporting import merge, summary
 
 
 def test_import_auto_redirects_and_reports_at_exit(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ def run(ctx: DemoContext) -> None:
 
     from anyware.migrate.codemod import run_codemod
     from anyware.migrate.launch import RunOptions, run
-    from anyware.migrate.report import summary
+    from anyware.migrate.reporting import summary
 
     if not EXAMPLE.is_file():
         ctx.console.print(f"[dim]skipped: {EXAMPLE} is not here (a source checkout has it)")

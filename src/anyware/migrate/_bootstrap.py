@@ -74,7 +74,7 @@ def write_exit_report() -> None:
             atomic_write_json(os.path.join(parts, f"{os.getpid()}.json"), data)
             return
         if data["redirects"] or data["unsupported"]:
-            from anyware.migrate.report import summary
+            from anyware.migrate.reporting import summary
 
             print(summary(data), file=sys.stderr)
         out = _env.MIGRATE_REPORT.get()

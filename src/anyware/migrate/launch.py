@@ -193,7 +193,7 @@ def run(opts: RunOptions, *, quiet: bool = False, output: Any = None) -> int:
         finally:
             if handle is not None:
                 handle.stop()
-        from anyware.migrate.report import merge, read_parts, summary
+        from anyware.migrate.reporting import merge, read_parts, summary
 
         found = read_parts(parts)
         devices = [str(p["device"]) for p in found if p.get("device") not in (None, "unknown")]
