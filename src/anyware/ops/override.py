@@ -45,9 +45,7 @@ _SKIP = NotImplemented  # a handler's "not mine: run the original"
 
 
 def _linear(impl: str | None, x: Any, weight: Any, bias: Any = None) -> Any:
-    if x.dtype not in _FLOATS or x.dtype != weight.dtype or (x.dim() < 2 and x.dim() != 1):
-        return _SKIP
-    if x.dim() == 1:
+    if x.dim() < 2 or x.dtype not in _FLOATS or x.dtype != weight.dtype:
         return _SKIP
     y = matmul(x, weight.t(), impl=impl)
     return y if bias is None else y + bias
