@@ -89,7 +89,7 @@ class CheckConfig:
     """Steps (all ranks reported) whose medians are compared."""
     straggler_persist: int = 3
     """Consecutive flagged evaluations (new steps) before the alert fires."""
-    straggler_warmup_steps: int = 5
+    straggler_warmup_steps: int = 10
     """First steps left out: lazy initialisation and staggered process start make them uneven."""
     straggler_min_gap_s: float = 0.002
     """Ignore differences below this: scheduler noise on µs-scale steps is not a straggler."""
