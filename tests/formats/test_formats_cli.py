@@ -58,5 +58,6 @@ def test_demo_section_reports_the_gap(tmp_path: object) -> None:
     console = Console(record=True, width=120)
     results = run(device="cpu", workdir=tmp_path, console=console, only=["formats"])  # type: ignore[arg-type]
     r = results["formats"]
-    assert r["fp32_loss"] > 0 and abs(r["relative_gap"]) < 0.5
+    # measured -0.03% (control 0.00%): a broken cast or gradient moves it by far more than 1%
+    assert r["fp32_loss"] > 0 and abs(r["relative_gap"]) < 0.01
     assert "gap" in console.export_text()
