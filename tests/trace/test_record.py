@@ -90,10 +90,20 @@ def test_stats_match_the_tensor(tmp_path: Path) -> None:
     with tr.record(tmp_path, "module"):
         lin(x)
     row = load_run(tmp_path).frame.filter(pl.col("slot") == "out0").row(0, named=True)
-    assert (row["nan"], row["inf"]) == (1, 1)
+    # a tensor holding both a NaN and an Inf counts its non-finite values as NaN
+    assert (row["nan"], row["inf"]) == (2, 0)
     finite = torch.tensor([1.0, -2.0, 0.5, 3.0])
     assert row["l2"] == pytest.approx(float(finite.norm()), rel=1e-6)
     assert row["mean"] == pytest.approx(float(finite.sum()) / 6, rel=1e-6)
+    assert (row["min"], row["max"]) != (row["min"], row["min"])  # NaN min/max: NaN present
+
+
+def test_inf_only_tensor_counts_infs(tmp_path: Path) -> None:
+    x = torch.tensor([1.0, float("inf"), -float("inf"), 2.0])
+    with tr.record(tmp_path, "module"):
+        nn.Identity()(x)
+    row = load_run(tmp_path).frame.filter(pl.col("slot") == "out0").row(0, named=True)
+    assert (row["nan"], row["inf"], row["min"], row["max"]) == (0, 2, -float("inf"), float("inf"))
 
 
 def test_same_program_twice_is_bit_identical_in_the_trace(tmp_path: Path) -> None:

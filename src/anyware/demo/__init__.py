@@ -21,6 +21,7 @@ SECTIONS: list[tuple[str, str]] = [
     ("Running CUDA-written code unchanged (anyware run)", "anyware.demo.migrate:run"),
     ("Operator library: the model on anyware.ops", "anyware.demo.ops:run"),
     ("Low-precision formats: FP8 training against fp32", "anyware.demo.formats:run"),
+    ("Precision tracer: fp32 vs bf16, first divergence", "anyware.demo.trace:run"),
     ("Reading the logs of a failing run", "anyware.demo.logs:run"),
     ("Watching training health live", "anyware.demo.monitor:run"),
     ("Collectives: a two-rank data-parallel step on anyware.comm", "anyware.demo.comm:run"),

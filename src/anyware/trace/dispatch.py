@@ -17,9 +17,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from anyware.trace.schema import Phase
 
 
-class TraceMode(TorchDispatchMode):
+class TraceMode(TorchDispatchMode):  # type: ignore[misc]
     def __init__(self, rec: Any) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.rec = rec
         self.names: dict[Any, tuple[str, bool]] = {}
 
@@ -59,7 +59,7 @@ class TraceMode(TorchDispatchMode):
         if alias or name.startswith(("c10d.", "_c10d_functional.")):
             return (name, alias, ins)
         lineage = rec.lineage
-        node = torch._C._current_autograd_node()
+        node: Any = torch._C._current_autograd_node()
         if node is not None:
             phase = Phase.BACKWARD
             module = node.metadata.get("anyware_module", "")

@@ -27,6 +27,7 @@ import sys
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from anyware.trace.schema import Level, Phase, make_key
@@ -56,7 +57,7 @@ def _skip_dirs() -> tuple[str, ...]:
 
 def _location() -> str:
     """file:line of the innermost frame outside torch, the tracer and the standard library."""
-    f = sys._getframe(2)
+    f: FrameType | None = sys._getframe(2)
     skip = _skip_dirs()
     while f is not None:
         fn = f.f_code.co_filename
@@ -122,8 +123,9 @@ class Recorder:
         self.mcalls: list[tuple[int, int, list[int], list[Any]]] = []
         self.paths: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         self.roots: list[str] = []
-        self.params: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
-        self.lineage: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+        self.params: Any = WeakTensorKeyDictionary()
+        self.lineage: Any = WeakTensorKeyDictionary()
+        self.seen: Any = WeakTensorKeyDictionary()
         self.counters: dict[tuple[str, str, str], int] = {}
         self.locations: dict[tuple[str, str, str, int], str] = {}
         self.in_optimizer = False
@@ -184,6 +186,9 @@ class Recorder:
         return int(os.environ.get("RANK", "0") or 0)
 
     def flush(self) -> None:
+        from torch.utils.weak import WeakTensorKeyDictionary
+
+        self.seen = WeakTensorKeyDictionary()
         with self._quiet():
             rows = self.pending.flush()
         if rows:
@@ -225,7 +230,7 @@ class Recorder:
             loc = self.locations.get(lk, "")
             if not loc:
                 loc = self.locations[lk] = _location()
-        row = {
+        row: dict[str, Any] = {
             "seq": seq,
             "step": self.step,
             "rank": 0,
@@ -243,7 +248,19 @@ class Recorder:
             "location": loc,
             "level": level,
         }
-        self.pending.add(row, t.detach())
+        # The same tensor, unchanged, is often observed twice (a child's input is its
+        # parent's; a module's output is its last op's): measure it once per step.
+        try:
+            version = t._version
+        except RuntimeError:  # inference tensors keep no version counter
+            version = None
+        hit = self.seen.get(t) if version is not None else None
+        if hit is not None and hit[0] == version:
+            self.pending.add_copy(row, hit[1])
+        else:
+            i = self.pending.add(row, t.detach())
+            if version is not None:
+                self.seen[t] = (version, i)
         if self.cfg.tensors and fnmatch.fnmatchcase(module, self.cfg.tensors):
             self.pending.rows[-1]["_full"] = True
             self._writer().tensors[row["key"]] = t.detach().to("cpu", copy=True)

@@ -113,9 +113,9 @@ def analyse(ra: Run, rb: Run, opts: DiffOptions, calib: Any) -> DiffResult:
     first = _first(a, b, ra, b_df, al, partner, through, err, tol, div, eligible, opts)
     fd = None
     if first is not None:
-        r, kind, detail = first
-        fd = _describe(a, b, ra.frame, b_df, r, kind, partner, err, cos, tol, detail)
-        full = _exact(ra, rb, b_df, r) if kind == "value" else None
+        r0, kind, detail = first
+        fd = _describe(a, b, ra.frame, b_df, int(r0), kind, partner, err, cos, tol, detail)
+        full = _exact(ra, rb, b_df, int(r0)) if kind == "value" else None
         if full:
             fd["metrics"].update(full)
 
