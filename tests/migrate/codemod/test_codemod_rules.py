@@ -86,6 +86,15 @@ def test_device_string_assignment_stays_a_string() -> None:
     assert [f.code for f in findings] == ["MIG002"]
 
 
+def test_index_variables_and_backend_assignments() -> None:
+    src = b"backend = 'nccl'  # or gloo\nm = model.to(gpu_id)\nx = x.to(self.local_rank)\ny = y.to(dev)\n"
+    text = transform_source(src)[0].decode()
+    assert f"backend = torch.distributed.get_default_backend_for_device(({ACC}))  # or gloo" in text
+    assert f"model.to(torch.device(({ACC}).type, gpu_id))" in text
+    assert f"x.to(torch.device(({ACC}).type, self.local_rank))" in text
+    assert "y = y.to(dev)" in text  # an arbitrary name may hold a device: left alone
+
+
 def test_unknown_rule_code_suggests() -> None:
     with pytest.raises(KeyError, match="did you mean MIG0"):
         get_rule("MIG01")

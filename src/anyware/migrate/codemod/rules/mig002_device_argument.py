@@ -1,7 +1,8 @@
 """MIG002 CUDA device spellings in ``device=`` / ``map_location=`` arguments and ``.to(...)``.
 
 Detects ``device="cuda"``, ``"cuda:1"``, ``f"cuda:{rank}"``, ``"cuda:{}".format(i)``,
-``.to(0)`` and ``"cuda" if c else "cpu"`` wherever a device is passed, and string
+``.to(0)``, ``.to(gpu_id)`` (a variable named like a GPU index: ``gpu``, ``gpu_id``,
+``local_rank``, ``device_id``), ``"cuda" if c else "cpu"`` wherever a device is passed, and string
 assignments to a variable named ``*device*`` (``device = 'cuda'``, kept a string with
 ``str(...)`` because such variables are later tested with ``'cuda' in device``). Why: a literal CUDA
 device fails off NVIDIA hardware, and an integer id means "CUDA device N" to torch. Example:
@@ -10,14 +11,28 @@ device fails off NVIDIA hardware, and an integer id means "CUDA device N" to tor
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 import libcst as cst
 
-from anyware.migrate.codemod._expr import rewrite_device, string_value
+from anyware.migrate.codemod._expr import indexed, rewrite_device, string_value
 from anyware.migrate.codemod.rules._base import CodemodRule, Context
 
 KEYWORDS = frozenset({"device", "map_location"})
+#: ``.to(gpu_id)``: a variable named like a GPU index is an integer device id by convention.
+INDEX_NAME = re.compile(r"(^|_)(gpu|gpu_id|gpu_idx|local_rank|device_id|device_idx|dev_id)$")
+
+
+def _index_variable(node: cst.BaseExpression) -> bool:
+    name = (
+        node.value
+        if isinstance(node, cst.Name)
+        else node.attr.value
+        if isinstance(node, cst.Attribute)
+        else None
+    )
+    return name is not None and INDEX_NAME.search(name.lower()) is not None
 
 
 class DeviceArgument(CodemodRule):
@@ -31,10 +46,12 @@ class DeviceArgument(CodemodRule):
         args = []
         for i, arg in enumerate(node.args):
             new = None
-            if (arg.keyword is not None and arg.keyword.value in KEYWORDS) or (
-                is_to and i == 0 and arg.keyword is None and arg.star == ""
-            ):
+            if arg.keyword is not None and arg.keyword.value in KEYWORDS:
                 new = rewrite_device(arg.value)
+            elif is_to and i == 0 and arg.keyword is None and arg.star == "":
+                new = rewrite_device(arg.value)
+                if new is None and _index_variable(arg.value):
+                    new = indexed(arg.value)
             if new is not None:
                 arg = arg.with_changes(value=new)
                 changed = True

@@ -1,6 +1,7 @@
 """MIG007 ``nccl`` as the process-group backend.
 
-Detects ``init_process_group("nccl")`` / ``backend="nccl"`` (any spelling of the call).
+Detects ``init_process_group("nccl")`` / ``backend="nccl"`` (any spelling of the call) and
+``backend = 'nccl'`` assignments to a variable named ``*backend*``.
 Why: NCCL exists only for NVIDIA GPUs; other devices have their own collective library (gloo on
 cpu). Example: ``dist.init_process_group(backend="nccl")``. Fix:
 ``torch.distributed.get_default_backend_for_device(<accelerator>)``.
@@ -37,3 +38,12 @@ class Nccl(CodemodRule):
                 args[i] = arg.with_changes(value=expr(BACKEND))
                 return node.with_changes(args=args)
         return None
+
+    def on_assign(self, node: cst.Assign, ctx: Context) -> cst.Assign | None:
+        if len(node.targets) != 1 or not isinstance(node.targets[0].target, cst.Name):
+            return None
+        if "backend" not in node.targets[0].target.value.lower():
+            return None
+        if string_value(node.value) != "nccl":
+            return None
+        return node.with_changes(value=expr(BACKEND))
