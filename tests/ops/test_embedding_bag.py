@@ -69,3 +69,19 @@ def test_bad_input() -> None:
         ops.embedding_bag(w, torch.tensor([0, 1]), torch.tensor([0]), "max", torch.ones(2))
     with pytest.raises(ValueError, match="offsets must start at 0"):
         ops.embedding_bag(w, torch.tensor([0, 1]), torch.tensor([1]))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy reports the inf - inf we ask for
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_special_values(mode: str) -> None:
+    w = torch.tensor(
+        [[0.0, 1.0], [float("inf"), -1.0], [float("nan"), 2.0], [-3e38, 1e-40], [-3e38, 5.0]]
+    )
+    idx, off = torch.tensor([0, 1, 3, 4, 2, 0]), torch.tensor([0, 2, 4, 4])
+    got = ops.embedding_bag(w, idx, off, mode, impl="triton")
+    # the fp32 reference: -3e38 + -3e38 overflows to -inf in fp32 accumulation, as specified
+    assert_close(got, ops.embedding_bag_reference(w, idx, off, mode), dtype=torch.float32)
+    if mode == "max":  # NaN propagates like aten's
+        assert torch.isnan(got[3, 0]) and bool(
+            torch.isnan(torch.nn.functional.embedding_bag(idx, w, off, mode="max")[3, 0])
+        )

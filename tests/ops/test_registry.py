@@ -98,3 +98,15 @@ def test_describe_shape() -> None:
     for r in rows:
         assert set(r) >= {"name", "impls", "active", "reason"}
         assert r["active"] in r["impls"] and r["reason"]
+
+
+def test_import_defers_triton() -> None:
+    # Triton fixes interpreter-vs-compiler when it is imported: anyware.ops must not import it
+    import subprocess
+    import sys
+
+    code = "import sys, anyware.ops; print('triton' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == "False"

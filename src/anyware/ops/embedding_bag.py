@@ -94,12 +94,14 @@ def _fwd_kernel(
             rows = rows * tl.load(PSW + pos, mask=pmask, other=0.0).to(tl.float32)[:, None]
         if MODE == 2:
             rows = tl.where(m2, rows, float("-inf"))
-            best = tl.max(rows, axis=0)
+            # NaN wins a max (as in aten); tl.max may drop it, so carry it explicitly
+            has_nan = tl.max((rows != rows).to(tl.int32), axis=0) > 0
+            best = tl.where(has_nan, float("nan"), tl.max(rows, axis=0))
             who = tl.argmax(rows, axis=0)
             won_idx = tl.sum(
                 tl.where(tl.arange(0, BLOCK_L)[:, None] == who[None, :], idx[:, None], 0), axis=0
             )
-            better = best > acc
+            better = (best > acc) | ((best != best) & (acc == acc))
             arg = tl.where(better, won_idx, arg)
             acc = tl.where(better, best, acc)
         else:
