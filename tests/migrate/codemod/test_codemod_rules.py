@@ -82,8 +82,9 @@ def test_device_string_assignment_stays_a_string() -> None:
     )
     text = out.decode()
     assert f"device = str(({ACC}))  # default" in text
-    assert "name = 'cuda'" in text  # only variables named like a device
-    assert [f.code for f in findings] == ["MIG002"]
+    assert "name = 'cuda'" in text  # a bare 'cuda' only for variables named like a device
+    assert f"local = str(torch.device(({ACC}).type, rank))" in text
+    assert [f.code for f in findings] == ["MIG002", "MIG002"]
 
 
 def test_index_variables_and_backend_assignments() -> None:
@@ -93,6 +94,8 @@ def test_index_variables_and_backend_assignments() -> None:
     assert f"model.to(torch.device(({ACC}).type, gpu_id))" in text
     assert f"x.to(torch.device(({ACC}).type, self.local_rank))" in text
     assert "y = y.to(dev)" in text  # an arbitrary name may hold a device: left alone
+    loc = transform_source(b'loc = f"cuda:{self.gpu_id}"\nkind = "cuda"\n')[0].decode()
+    assert f"loc = str(torch.device(({ACC}).type, self.gpu_id))" in loc and 'kind = "cuda"' in loc
 
 
 def test_unknown_rule_code_suggests() -> None:

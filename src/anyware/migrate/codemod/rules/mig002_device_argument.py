@@ -3,7 +3,7 @@
 Detects ``device="cuda"``, ``"cuda:1"``, ``f"cuda:{rank}"``, ``"cuda:{}".format(i)``,
 ``.to(0)``, ``.to(gpu_id)`` (a variable named like a GPU index: ``gpu``, ``gpu_id``,
 ``local_rank``, ``device_id``), ``"cuda" if c else "cpu"`` wherever a device is passed, and string
-assignments to a variable named ``*device*`` (``device = 'cuda'``, kept a string with
+assignments (``loc = f"cuda:{gpu}"``; a bare ``'cuda'`` only to a variable named ``*device*``), kept a string with
 ``str(...)`` because such variables are later tested with ``'cuda' in device``). Why: a literal CUDA
 device fails off NVIDIA hardware, and an integer id means "CUDA device N" to torch. Example:
 ``torch.zeros(3, device=f"cuda:{rank}")``. Fix: the accelerator expression, with the index.
@@ -61,13 +61,14 @@ class DeviceArgument(CodemodRule):
     def on_assign(self, node: cst.Assign, ctx: Context) -> cst.Assign | None:
         if len(node.targets) != 1 or not isinstance(node.targets[0].target, cst.Name):
             return None
-        if (
-            "device" not in node.targets[0].target.value.lower()
-            or "type" in node.targets[0].target.value.lower()
-        ):
-            return None
+        name = node.targets[0].target.value.lower()
         value = node.value
         if string_value(value) is None and not isinstance(value, cst.FormattedString):
+            return None
+        # "cuda:N" / f"cuda:{i}" name a device whatever the variable is called (``loc = ...``
+        # for map_location); a bare "cuda" only when the variable says it is a device.
+        indexed_spelling = string_value(value) != "cuda"
+        if not indexed_spelling and ("device" not in name or "type" in name):
             return None
         new = rewrite_device(value)
         if new is None:
