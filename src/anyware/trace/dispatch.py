@@ -130,4 +130,5 @@ class TraceMode(TorchDispatchMode):  # type: ignore[misc]
                 call_index=idx,
                 inputs=srcs,
                 level="op",
+                fresh=True,
             )

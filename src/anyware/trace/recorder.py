@@ -220,6 +220,7 @@ class Recorder:
         inputs: list[int] | None = None,
         where: bool = True,
         level: str = "module",
+        fresh: bool = False,
     ) -> int:
         """Queue one tensor's statistics; returns its ``seq``."""
         seq = self.seq
@@ -254,7 +255,9 @@ class Recorder:
             version = t._version
         except RuntimeError:  # inference tensors keep no version counter
             version = None
-        hit = self.seen.get(t) if version is not None else None
+        # ``fresh``: an op's output inside the dispatch mode, where an in-place op has not yet
+        # bumped the version counter (autograd's ADInplaceOrView does that on the way out).
+        hit = self.seen.get(t) if version is not None and not fresh else None
         if hit is not None and hit[0] == version:
             self.pending.add_copy(row, hit[1])
         else:
