@@ -41,10 +41,13 @@ def test_fp8_recipes_track_fp32_from_a_warm_start(trained: tuple) -> None:  # ty
     for recipe in [r.value for r in Recipe]:
         res = ev.continue_training(model, held, setup, recipe, steps=30)
         gaps[recipe] = ev.relative_gap(res, base)
-    # the benchmark's warm-start gaps at full size are reported by the benchmark; at this size
-    # every recipe must stay within 2% of fp32 (a broken cast or a wrong gradient layout moves
-    # the loss by tens of percent)
-    assert all(abs(g) < 0.02 for g in gaps.values()), gaps
+    # Measured here (300-step model still descending, loss 0.465): tensorwise +1.8%/+1.7%,
+    # rowwise +0.4%, deepseek +0.5%, mxfp8 +0.4%. The pretraining itself is chaotic (another
+    # BLAS can land it elsewhere), so the bound is loose: 5% still catches a broken cast or a
+    # wrong gradient layout, which move the loss by tens of percent. The full-size, converged
+    # figures are the benchmark's.
+    assert all(abs(g) < 0.05 for g in gaps.values()), gaps
+    assert gaps["mxfp8"] < gaps["tensorwise-current"], gaps  # finer scales, smaller gap
 
 
 def test_ptq_presets_order_by_bits_and_rotation_helps_w4a4(trained: tuple) -> None:  # type: ignore[type-arg]
