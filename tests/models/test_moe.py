@@ -130,3 +130,29 @@ def test_bias_update_reduces_imbalance() -> None:
     after = max(history[-10:])
     # Measured: 1.52 at the start, <= 1.05 over the last 10 updates with γ = 1e-3.
     assert before > 1.3 and after < 1.15, (before, history)
+
+
+def test_sparse_attention_option_trains_and_sees_only_selected_keys() -> None:
+    torch.manual_seed(0)
+    cfg = MoEConfig(
+        seq_len=32,
+        d_model=32,
+        n_heads=2,
+        n_layers=2,
+        n_routed_experts=4,
+        d_expert=16,
+        sparse_attention_topk=4,
+    )
+    model = MoETransformer(cfg)
+    x = torch.randint(0, cfg.vocab_size, (2, 32))
+    _, loss = model(x, x)
+    assert loss is not None and torch.isfinite(loss)
+    loss.backward()
+    assert model.layers[0].attn.wqkv.weight.grad is not None
+    # A query at position 0 can only see key 0, whatever the indexer scores.
+    attn = model.layers[0].attn
+    h = torch.randn(1, 32, 32)
+    y1 = attn(h)
+    h2 = h.clone()
+    h2[:, 1:] += 1.0  # change every later token
+    assert torch.allclose(attn(h2)[:, 0], y1[:, 0])

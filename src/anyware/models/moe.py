@@ -155,6 +155,14 @@ class Attention(nn.Module):
         self.sparse_topk = cfg.sparse_attention_topk
         self.wqkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.wo = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        if self.sparse_topk is not None:
+            # DeepSeek-V3.2's lightning indexer: score(s, t) = Σ_h w_h(s) · ReLU(q_h(s) · k(t)).
+            # Its projections get no gradient through the top-k; DeepSeek trains them with a
+            # separate KL loss against dense attention, which this small model leaves out.
+            self.index_heads, self.index_dim = 2, max(8, self.head_dim // 2)
+            self.index_q = nn.Linear(cfg.d_model, self.index_heads * self.index_dim, bias=False)
+            self.index_k = nn.Linear(cfg.d_model, self.index_dim, bias=False)
+            self.index_w = nn.Linear(cfg.d_model, self.index_heads, bias=False)
         cos, sin = rope_tables(cfg.seq_len, self.head_dim, cfg.rope_theta)
         self.cos: torch.Tensor
         self.sin: torch.Tensor
@@ -167,15 +175,20 @@ class Attention(nn.Module):
         cos, sin = self.cos[:t].to(x.dtype), self.sin[:t].to(x.dtype)
         q, k = ops.rope(q.contiguous(), cos, sin), ops.rope(k.contiguous(), cos, sin)
         scale = 1.0 / math.sqrt(self.head_dim)
-        att = (q @ k.transpose(-2, -1)) * scale
-        causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
-        att = att.masked_fill(~causal, float("-inf"))
         if self.sparse_topk is not None and self.sparse_topk < t:
-            # Keep each query's top-k causal keys (DeepSeek sparse attention's selection,
-            # scored here by the attention logits themselves).
-            kth = att.topk(self.sparse_topk, dim=-1).values[..., -1:]
-            att = att.masked_fill(att < kth, float("-inf"))
-        y = F.softmax(att.float(), dim=-1).to(v.dtype) @ v
+            indices = ops.indexer_topk(
+                self.index_q(x).view(b, t, self.index_heads, self.index_dim),
+                self.index_k(x),
+                self.index_w(x),
+                self.sparse_topk,
+                causal=True,
+            )
+            y = ops.sparse_attention(q, k, v, indices, scale)
+        else:
+            att = (q @ k.transpose(-2, -1)) * scale
+            causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+            att = att.masked_fill(~causal, float("-inf"))
+            y = F.softmax(att.float(), dim=-1).to(v.dtype) @ v
         return self.wo(y.transpose(1, 2).reshape(b, t, c))
 
 
@@ -202,22 +215,24 @@ class Routing:
     """``(n_routed_experts,)`` token count per expert in this batch (float)."""
 
 
-def route(scores_logits: torch.Tensor, bias: torch.Tensor, cfg: MoEConfig) -> Routing:
-    """Sigmoid, group-limited top-k routing with a selection-only bias (see module docstring)."""
-    affinity = torch.sigmoid(scores_logits.float())
-    select = affinity + bias
-    if cfg.n_groups > 1:
-        n = select.shape[0]
-        grouped = select.view(n, cfg.n_groups, -1)
-        group_score = grouped.topk(min(2, grouped.shape[-1]), dim=-1).values.sum(-1)
-        keep = group_score.topk(cfg.topk_groups, dim=-1).indices
-        mask = torch.ones_like(group_score, dtype=torch.bool).scatter_(1, keep, False)
-        select = grouped.masked_fill(mask[..., None], float("-inf")).view(n, -1)
-    experts = select.topk(cfg.top_k, dim=-1).indices
-    w = affinity.gather(1, experts)
+def route(logits: torch.Tensor, bias: torch.Tensor, cfg: MoEConfig) -> Routing:
+    """Sigmoid, group-limited top-k routing with a selection-only bias (see module docstring).
+
+    The choice comes from ``anyware.ops.moe_route`` (not differentiable: a choice has no
+    gradient); the combine weights are recomputed from the affinities so the router trains.
+    """
+    _, experts = ops.moe_route(
+        logits.detach(),
+        cfg.top_k,
+        bias=bias,
+        score="sigmoid",
+        n_groups=cfg.n_groups,
+        topk_groups=cfg.topk_groups,
+    )
+    w = torch.sigmoid(logits.float()).gather(1, experts)
     w = w / w.sum(-1, keepdim=True) * cfg.route_scale
     load = torch.bincount(experts.flatten(), minlength=cfg.n_routed_experts).float()
-    return Routing(experts=experts, weights=w.to(scores_logits.dtype), load=load)
+    return Routing(experts=experts, weights=w.to(logits.dtype), load=load)
 
 
 class Dispatcher(Protocol):
@@ -262,19 +277,15 @@ def experts_forward(
     w_down: torch.Tensor,
     first: int,
 ) -> torch.Tensor:
-    """SwiGLU experts over tokens sorted by expert: one GEMM per expert's contiguous slice.
+    """SwiGLU experts over tokens sorted by expert, as two grouped GEMMs.
 
     ``w_gate_up``: ``(local_experts, d, 2·h)``; ``w_down``: ``(local_experts, h, d)``;
-    ``expert_ids`` are global, ``first`` is the global id of local expert 0.
+    ``expert_ids`` are global, ``first`` is the global id of local expert 0. Experts that got no
+    token still take part (an empty group), so every expert has a gradient on every rank.
     """
-    counts = torch.bincount(expert_ids - first, minlength=w_gate_up.shape[0]).tolist()
-    outs = []
-    # Empty slices still go through the GEMMs: the result stays attached to the autograd graph,
-    # so every rank runs the same collectives in backward and every expert gets a gradient.
-    for e, rows in enumerate(torch.split(x, counts)):
-        gate, up = (rows @ w_gate_up[e]).chunk(2, dim=-1)
-        outs.append(ops.swiglu(gate.contiguous(), up.contiguous()) @ w_down[e])
-    return torch.cat(outs)
+    counts = torch.bincount(expert_ids - first, minlength=w_gate_up.shape[0])
+    gate, up = ops.grouped_matmul(x, w_gate_up, counts).chunk(2, dim=-1)
+    return ops.grouped_matmul(ops.swiglu(gate.contiguous(), up.contiguous()), w_down, counts)
 
 
 class MoE(nn.Module):
