@@ -83,7 +83,7 @@ def assert_close(
         raise AssertionError(
             f"{msg} shape {tuple(actual.shape)} != expected {tuple(expected.shape)}"
         )
-    a, e = actual.double(), expected.double()
+    a, e = actual.detach().double(), expected.detach().double()
     bad = ~torch.isclose(a, e, rtol=tol.rtol, atol=tol.atol, equal_nan=True)
     if bad.any():
         diff = (a - e).abs().nan_to_num(nan=float("inf"))
