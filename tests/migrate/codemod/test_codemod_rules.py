@@ -9,16 +9,24 @@ from anyware.migrate.codemod.rules import RULES, get_rule
 
 ACC = 'torch.accelerator.current_accelerator(check_available=True) or torch.device("cpu")'
 
+
+def idx(i: str) -> str:
+    return (
+        f"(torch.device(torch.accelerator.current_accelerator().type, {i}) "
+        'if torch.accelerator.is_available() else torch.device("cpu"))'
+    )
+
+
 #: code → (source line, text expected in the rewrite or None when only flagged)
 CASES: dict[str, tuple[str, str | None]] = {
     "MIG001": (
         "y = x.cuda(rank, non_blocking=True)",
-        f"y = x.to(torch.device(({ACC}).type, rank), non_blocking=True)",
+        f"y = x.to({idx('rank')}, non_blocking=True)",
     ),
-    "MIG002": ('t = torch.zeros(3, device=f"cuda:{i}")', f"device=torch.device(({ACC}).type, i)"),
+    "MIG002": ('t = torch.zeros(3, device=f"cuda:{i}")', f"device={idx('i')}"),
     "MIG003": (
         'd = torch.device("cuda:0" if use else "cpu")',
-        f'torch.device(torch.device(({ACC}).type, 0) if use else "cpu")',
+        f'torch.device({idx("0")} if use else "cpu")',
     ),
     "MIG004": (
         "torch.cuda.set_device(g)",
@@ -83,7 +91,7 @@ def test_device_string_assignment_stays_a_string() -> None:
     text = out.decode()
     assert f"device = str(({ACC}))  # default" in text
     assert "name = 'cuda'" in text  # a bare 'cuda' only for variables named like a device
-    assert f"local = str(torch.device(({ACC}).type, rank))" in text
+    assert f"local = str({idx('rank')})" in text
     assert [f.code for f in findings] == ["MIG002", "MIG002"]
 
 
@@ -91,11 +99,11 @@ def test_index_variables_and_backend_assignments() -> None:
     src = b"backend = 'nccl'  # or gloo\nm = model.to(gpu_id)\nx = x.to(self.local_rank)\ny = y.to(dev)\n"
     text = transform_source(src)[0].decode()
     assert f"backend = torch.distributed.get_default_backend_for_device(({ACC}))  # or gloo" in text
-    assert f"model.to(torch.device(({ACC}).type, gpu_id))" in text
-    assert f"x.to(torch.device(({ACC}).type, self.local_rank))" in text
+    assert f"model.to({idx('gpu_id')})" in text
+    assert f"x.to({idx('self.local_rank')})" in text
     assert "y = y.to(dev)" in text  # an arbitrary name may hold a device: left alone
     loc = transform_source(b'loc = f"cuda:{self.gpu_id}"\nkind = "cuda"\n')[0].decode()
-    assert f"loc = str(torch.device(({ACC}).type, self.gpu_id))" in loc and 'kind = "cuda"' in loc
+    assert f"loc = str({idx('self.gpu_id')})" in loc and 'kind = "cuda"' in loc
 
 
 def test_unknown_rule_code_suggests() -> None:

@@ -32,10 +32,11 @@ def string_value(node: cst.CSTNode) -> str | None:
 
 
 def indexed(index: cst.BaseExpression) -> cst.BaseExpression:
-    """``torch.device(<accelerator type>, index)``."""
-    return cst.Call(
-        func=expr("torch.device"),
-        args=[cst.Arg(expr(ACC_TYPE)), cst.Arg(index)],
+    """Accelerator ``index``, or the cpu: never ``cpu:N``, which ``torch.load`` cannot map."""
+    code = cst.Module(body=[]).code_for_node(index)
+    return expr(
+        f"(torch.device(torch.accelerator.current_accelerator().type, {code}) "
+        f'if {AVAILABLE} else torch.device("cpu"))'
     )
 
 

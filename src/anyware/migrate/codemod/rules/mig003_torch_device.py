@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import libcst as cst
 
-from anyware.migrate.codemod._expr import ACC_TYPE, dotted, expr, rewrite_device
+from anyware.migrate.codemod._expr import dotted, indexed, rewrite_device
 from anyware.migrate.codemod.rules._base import CodemodRule, Context
 
 
@@ -28,7 +28,7 @@ class TorchDevice(CodemodRule):
         if len(node.args) == 2:
             if rewrite_device(first.value, type_only=True) is None:
                 return None
-            return node.with_changes(args=[first.with_changes(value=expr(ACC_TYPE)), node.args[1]])
+            return indexed(node.args[1].value)
         new = rewrite_device(first.value)
         if new is None:
             return None
