@@ -9,12 +9,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _feed import step
 
 from anyware.events import Event, EventWriter, Kind, rank_file
 from anyware.monitor.aggregator import Aggregator
 from anyware.monitor.app import MAX_BODY_BYTES, create_app
 from anyware.monitor.serve import serve_in_thread
+from anyware.monitor.testing import step
 
 
 def make(tmp_path: Path, token: str | None = None):  # type: ignore[no-untyped-def]

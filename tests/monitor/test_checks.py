@@ -7,13 +7,13 @@ import math
 from pathlib import Path
 
 import pytest
-from _feed import collective, hello, step
 
 from anyware.events import Kind, read_dir
 from anyware.monitor.aggregator import Aggregator
 from anyware.monitor.checks import CHECKS, get_check
 from anyware.monitor.checks.memory_growth import theil_sen
 from anyware.monitor.config import CheckConfig, MonitorConfig, parse_addr
+from anyware.monitor.testing import collective, hello, step
 
 
 def agg_for(tmp_path: Path | None = None, **cfg: float) -> Aggregator:
