@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+
+# pytest runs in importlib mode (test file names repeat across components), which puts no test
+# directory on sys.path; the hand-built traces are shared by this directory's modules.
+sys.path.insert(0, str(Path(__file__).parent))
+
 from profile_traces import device_trace, host_trace
 
 
