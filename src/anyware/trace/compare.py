@@ -107,10 +107,9 @@ class DiffResult:
         }
 
 
-def _u(dtypes: Any) -> Any:
-    import numpy as np
-
-    return np.array([UNIT_ROUNDOFF.get(d, 0.0) for d in dtypes], dtype=np.float64)
+DTYPES = tuple(UNIT_ROUNDOFF)
+_CODE = {d: i for i, d in enumerate(DTYPES)}
+_U_BY_CODE = [UNIT_ROUNDOFF[d] for d in DTYPES]
 
 
 def _floor(dtype: str) -> float:
@@ -140,17 +139,28 @@ class _Side:
     nan: Any
     inf: Any
     ck: Any
-    dtype: list[str]
+    code: Any
+    """dtype as an index into :data:`DTYPES` (``len(DTYPES)``: integer, bool, other)."""
+    u: Any
+    """unit roundoff of the row's dtype (0 for integers and bool)."""
+    key: Any
+    off: Any
+    flat: Any
     shape: Any
-    role: Any
-    op: Any
+    is_out: Any
+    vp: Any
+    is_copy: Any
     numel: Any
 
     @classmethod
     def of(cls, df: Any) -> _Side:
         import numpy as np
+        import polars as pl
 
         sk = df["sketch"].to_numpy().astype(np.float64).reshape(-1, SKETCH)
+        code = (
+            df["dtype"].replace_strict(_CODE, default=len(DTYPES), return_dtype=pl.Int64).to_numpy()
+        )
         return cls(
             df=df,
             rank=df["rank"].to_numpy(),
@@ -164,19 +174,30 @@ class _Side:
             nan=df["nan"].to_numpy(),
             inf=df["inf"].to_numpy(),
             ck=df["checksum"].to_numpy(),
-            dtype=df["dtype"].to_list(),
-            shape=df["shape"].to_numpy(),
-            role=df["role"].to_numpy(),
-            op=df["op"].to_numpy(),
+            code=code,
+            u=np.append(_U_BY_CODE, 0.0)[code],
+            key=df["rank"].to_numpy().astype(np.int64) * (1 << 40) + df["seq"].to_numpy(),
+            off=np.concatenate(
+                [[0], np.cumsum(df["inputs"].list.len().fill_null(0).to_numpy().astype(np.int64))]
+            ).astype(np.int64),
+            flat=df["inputs"].explode().drop_nulls().to_numpy(),
+            shape=df["shape"].hash().to_numpy(),
+            is_out=(df["role"] == "out").to_numpy(),
+            vp=df["op"].is_in(list(VALUE_PRESERVING)).to_numpy(),
+            is_copy=(df["op"] == "aten.copy_").to_numpy(),
             numel=df["numel"].to_numpy(),
         )
 
     def row_of(self, rank: int, seq: int) -> int:
         import numpy as np
 
-        key = self.rank.astype(np.int64) * (1 << 40) + self.seq
-        i = int(np.searchsorted(key, rank * (1 << 40) + seq))
-        return i if i < len(key) and key[i] == rank * (1 << 40) + seq else -1
+        want = int(rank) * (1 << 40) + int(seq)
+        i = int(np.searchsorted(self.key, want))
+        return i if i < len(self.key) and self.key[i] == want else -1
+
+    def inputs_of(self, r: int) -> list[int]:
+        """The ``seq`` of the rows that produced row ``r``'s inputs."""
+        return [int(s) for s in self.flat[self.off[r] : self.off[r + 1]]]
 
 
 def errors(a: _Side, ia: Any, b: _Side, ib: Any) -> tuple[Any, Any]:
@@ -239,8 +260,8 @@ def _calibration(opts: DiffOptions) -> Any:
             f"calibration runs {opts.calibrate[0]} and {opts.calibrate[1]} share no records"
         )
     rel, _ = errors(a, al.a_index[m], b, m)
-    ua = _u([a.dtype[i] for i in al.a_index[m]])
-    ub = _u([b.dtype[i] for i in m])
+    ua = a.u[al.a_index[m]]
+    ub = b.u[m]
     return pl.DataFrame(
         {
             "rank": b.rank[m],

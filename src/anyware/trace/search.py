@@ -6,13 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from anyware.trace.compare import (
+    DTYPES,
     UNIT_ROUNDOFF,
-    VALUE_PRESERVING,
     DiffOptions,
     DiffResult,
     _floor,
     _Side,
-    _u,
     errors,
 )
 from anyware.trace.load import Run
@@ -45,15 +44,14 @@ def analyse(ra: Run, rb: Run, opts: DiffOptions, calib: Any) -> DiffResult:
     n = b_df.height
     partner = al.a_index.copy()
     through = np.zeros(n, dtype=bool)
-    inputs_b = b_df["inputs"]
     # Unmatched value-preserving ops in B (an extra cast) are compared against the A record of
     # their input, so an unintended down-cast is measured like any other op.
-    cand = np.nonzero((partner < 0) & np.isin(b.op, list(VALUE_PRESERVING)) & (b.role == "out"))[0]
+    cand = np.nonzero((partner < 0) & b.vp & b.is_out)[0]
     for r in cand:
-        ins = inputs_b[int(r)].to_list()
+        ins = b.inputs_of(int(r))
         if not ins:
             continue
-        src = b.row_of(int(b.rank[r]), ins[-1] if b.op[r] == "aten.copy_" else ins[0])
+        src = b.row_of(int(b.rank[r]), ins[-1] if b.is_copy[r] else ins[0])
         if src >= 0 and partner[src] >= 0 and a.numel[partner[src]] == b.numel[r]:
             partner[r] = partner[src]
             through[r] = True
@@ -64,32 +62,31 @@ def analyse(ra: Run, rb: Run, opts: DiffOptions, calib: Any) -> DiffResult:
     e, c = errors(a, partner[m], b, m)
     err[m], cos[m] = e, c
 
-    da = np.array([a.dtype[i] for i in partner[m]], dtype=object)
-    db = np.array([b.dtype[i] for i in m], dtype=object)
-    ua, ub = _u(da), _u(db)
+    ca, cb = a.code[partner[m]], b.code[m]
+    ua, ub = a.u[partner[m]], b.u[m]
     floats = (ua > 0) & (ub > 0)
     changed = floats & (ua != ub)
     frac = float(changed.sum() / max(int(floats.sum()), 1))
-    mods_b = b_df["module"].to_numpy()[m]
-    n_mods = len(set(mods_b[floats].tolist()))
-    mod_frac = len(set(mods_b[changed].tolist())) / max(n_mods, 1)
+    mods_b = b_df["module"].hash().to_numpy()[m]
+    n_mods = len(np.unique(mods_b[floats]))
+    mod_frac = len(np.unique(mods_b[changed])) / max(n_mods, 1)
     # Deliberate (a bf16 run, autocast) when the change spans most records or most modules;
     # one layer silently run in bf16 is neither, and is then judged as a fault.
     precision_change = opts.precision == "lower" or (
         opts.precision == "auto" and (frac > 0.5 or mod_frac >= 0.4)
     )
-    dt_eff = np.where((ua >= ub) == precision_change, da, db)
+    u_table = np.append(np.array([UNIT_ROUNDOFF[d] for d in DTYPES]), 0.0)
+    floor_table = np.append(np.array([_floor(d) for d in DTYPES]), 0.0)
+    dt_eff = np.where((ua >= ub) == precision_change, ca, cb)
     if precision_change and changed.any():
         # A deliberate precision change (fp32 run against a bf16 run): every float record is
         # judged in the lower precision, also fp32 ones computed from bf16 values (the loss).
-        low = np.where(ua >= ub, da, db)[changed]
-        values, counts = np.unique(low.astype(str), return_counts=True)
-        policy = str(values[np.argmax(counts)])
-        coarser = _u(dt_eff) < UNIT_ROUNDOFF[policy]
+        low = np.where(ua >= ub, ca, cb)[changed]
+        policy = int(np.bincount(low).argmax())
+        coarser = u_table[dt_eff] < u_table[policy]
         dt_eff = np.where(floats & coarser, policy, dt_eff)
-    u_eff = np.where(floats, _u(dt_eff), 0.0)
-    floor_by = {d: _floor(d) for d in set(dt_eff.tolist())}
-    tol_m = np.array([floor_by[d] for d in dt_eff], dtype=np.float64)
+    u_eff = np.where(floats, u_table[dt_eff], 0.0)
+    tol_m = floor_table[dt_eff]
     tol_m = np.where(u_eff > 0, tol_m, 0.0)
     if calib is not None:
         keyed = pl.DataFrame({"rank": b.rank[m], "key": b_df["key"].to_numpy()[m]}).join(
@@ -151,7 +148,7 @@ def analyse(ra: Run, rb: Run, opts: DiffOptions, calib: Any) -> DiffResult:
         calibrated=calib is not None,
         modules=modules,
         worst=worst,
-        nonfinite={"a": first_nonfinite(ra), "b": first_nonfinite(rb)},
+        nonfinite={"a": first_nonfinite(ra, a), "b": first_nonfinite(rb, _Side.of(rb.frame))},
         ranks=sorted(set(b.rank.tolist())),
         records=ra.frame.height + rb.frame.height,
         bytes=ra.nbytes + rb.nbytes,
@@ -169,9 +166,8 @@ def _contain(b: _Side, b_df: Any, loose: Any, div: Any, eligible: Any) -> None:
     if not (loose >= 0).any():
         return
     leaking: set[int] = set()
-    inputs = b_df["inputs"]
     for r in np.nonzero(div & (loose < 0))[0]:
-        for s in inputs[int(r)].to_list():
+        for s in b.inputs_of(int(r)):
             q = b.row_of(int(b.rank[r]), s)
             if q >= 0 and loose[q] >= 0:
                 leaking.add(int(loose[q]))
@@ -186,17 +182,18 @@ def _update_tolerance(b: _Side, b_df: Any, m: Any, u_eff: Any, tol: Any) -> None
     ~6e-4 only). Add that cancellation term, ×4 for the two roundings and their spread."""
     import numpy as np
 
-    slots = b_df["slot"].to_numpy()
-    u_of = np.zeros(len(slots))
+    upd = np.nonzero(b_df["slot"].str.starts_with("update:").to_numpy())[0]
+    if len(upd) == 0:
+        return
+    u_of = np.zeros(len(tol))
     u_of[m] = u_eff
-    inputs = b_df["inputs"]
-    for r in np.nonzero(np.char.startswith(slots.astype(str), "update:"))[0]:
-        if np.isnan(tol[r]) or b.l2[r] == 0:
-            continue
-        ins = inputs[int(r)].to_list()
-        q = b.row_of(int(b.rank[r]), ins[-1]) if ins else -1
-        if q >= 0:
-            tol[r] += 4 * u_of[r] * b.l2[q] / b.l2[r]
+    has = b.off[upd + 1] > b.off[upd]
+    upd = upd[has & ~np.isnan(tol[upd]) & (b.l2[upd] > 0)]
+    want = b.rank[upd].astype(np.int64) * (1 << 40) + b.flat[b.off[upd + 1] - 1]
+    q = np.clip(np.searchsorted(b.key, want), 0, len(b.key) - 1)
+    ok = b.key[q] == want
+    upd, q = upd[ok], q[ok]
+    tol[upd] += 4 * u_of[upd] * b.l2[q] / b.l2[upd]
 
 
 def _f(x: Any) -> float | None:
@@ -221,14 +218,13 @@ def _first(
     opts: DiffOptions,
 ) -> tuple[int, str, int] | None:
     import numpy as np
+    import polars as pl
 
-    phase = np.array([_PHASE_RANK.get(p, 3) for p in b_df["phase"].to_list()])
+    phase = b_df["phase"].replace_strict(_PHASE_RANK, default=3, return_dtype=pl.Int8).to_numpy()
     cands = np.nonzero(div)[0]
     if len(cands) == 0:
         return None
     order = cands[np.lexsort((b.rank[cands], b.seq[cands], phase[cands], b.step[cands]))]
-    inputs_b = b_df["inputs"]
-    inputs_a = ra.frame["inputs"]
     drift = False  # an earlier record already differed (accepted noise or ineligible)
     for r in order[:10_000]:
         if not eligible[r]:
@@ -238,7 +234,7 @@ def _first(
         agree = True
         in_err = 0.0
         culprit: tuple[int, str, int] | None = None
-        ins = inputs_b[int(r)].to_list()
+        ins = b.inputs_of(int(r))
         if not ins and drift:
             # No lineage (a module input, a parameter gradient) and the runs have already
             # drifted apart: this difference is inherited, not caused here.
@@ -252,25 +248,16 @@ def _first(
                     agree = False
                     break
                 in_err = max(in_err, float(err[q]))
-            elif (
-                b.role[q] == "out"
-                and culprit is None
-                and _inputs_agree(b, inputs_b, q, partner, div)
-            ):
+            elif b.is_out[q] and culprit is None and _inputs_agree(b, q, partner, div):
                 culprit = (q, "extra_op", -1)
         if not agree:
             drift = True
             continue
         j = int(partner[r])
         if culprit is None and not through[r] and j >= 0:
-            for s in inputs_a[j].to_list():
+            for s in a.inputs_of(j):
                 qa = a.row_of(rank, s)
-                if (
-                    qa >= 0
-                    and not al.b_matched[qa]
-                    and a.role[qa] == "out"
-                    and a.op[qa] not in VALUE_PRESERVING
-                ):
+                if qa >= 0 and not al.b_matched[qa] and a.is_out[qa] and not a.vp[qa]:
                     culprit = (int(r), "missing_op", qa)
                     break
         if culprit is not None:
@@ -282,8 +269,8 @@ def _first(
     return None
 
 
-def _inputs_agree(b: _Side, inputs_b: Any, q: int, partner: Any, div: Any) -> bool:
-    for s in inputs_b[int(q)].to_list():
+def _inputs_agree(b: _Side, q: int, partner: Any, div: Any) -> bool:
+    for s in b.inputs_of(int(q)):
         p = b.row_of(int(b.rank[q]), s)
         if p >= 0 and (partner[p] < 0 or div[p]):
             return False
@@ -401,7 +388,7 @@ def _modules(b_df: Any, m: Any, err: Any, tol: Any) -> list[dict[str, Any]]:
     return agg.to_dicts()
 
 
-def first_nonfinite(run: Run) -> dict[str, Any] | None:
+def first_nonfinite(run: Run, side: _Side | None = None) -> dict[str, Any] | None:
     """The earliest record (step, order, rank) with a NaN/Inf whose inputs were all finite."""
     import numpy as np
     import polars as pl
@@ -413,7 +400,7 @@ def first_nonfinite(run: Run) -> dict[str, Any] | None:
     bad = df.with_row_index("_r").filter(flag)
     if bad.height == 0:
         return None
-    side = _Side.of(df)
+    side = side if side is not None else _Side.of(df)
     is_bad = df.select(flag).to_series().to_numpy()
     bad = bad.sort(["step", "seq", "rank"])
     for row in bad.head(10_000).iter_rows(named=True):
