@@ -289,13 +289,15 @@ class Communicator:
         """Run ``fn`` now (after queued async work), or queue it and return a future."""
         if not async_op:
             self.drain()
-            with self._lock:
+            with self._lock, torch.no_grad():
                 return fn()
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="anyware-comm")
 
         def locked() -> Any:
-            with self._lock:
+            # Grad mode is per thread: a collective writes into its buffers without recording
+            # autograd history, also when the caller is inside an autograd Function's forward.
+            with self._lock, torch.no_grad():
                 return fn()
 
         fut = self._pool.submit(locked)

@@ -25,6 +25,7 @@ one process or across ranks (:mod:`anyware.models.moe_parallel`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -235,6 +236,20 @@ def route(logits: torch.Tensor, bias: torch.Tensor, cfg: MoEConfig) -> Routing:
     return Routing(experts=experts, weights=w.to(logits.dtype), load=load)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dispatched:
+    """What a dispatch delivers to the expert computation."""
+
+    tokens: torch.Tensor
+    """The rows this process must run through its experts, sorted by expert."""
+    expert_ids: torch.Tensor
+    """Their global expert ids (sorted)."""
+    handle: object
+    """What :meth:`Dispatcher.combine` needs to send results back."""
+    overlapped: torch.Tensor | None
+    """The result of the ``during`` computation run while the tokens were in flight."""
+
+
 class Dispatcher(Protocol):
     """Moves routed tokens to the rank that holds their expert and back."""
 
@@ -243,11 +258,15 @@ class Dispatcher(Protocol):
         ...
 
     def dispatch(
-        self, tokens: torch.Tensor, expert_ids: torch.Tensor, n_experts: int
-    ) -> tuple[torch.Tensor, torch.Tensor, object]:
-        """Send each ``tokens[i]`` to the owner of ``expert_ids[i]`` (both sorted by expert).
-        Returns the tokens this process must compute, their global expert ids (sorted), and
-        a handle for :meth:`combine`."""
+        self,
+        tokens: torch.Tensor,
+        expert_ids: torch.Tensor,
+        n_experts: int,
+        during: Callable[[], torch.Tensor] | None = None,
+    ) -> Dispatched:
+        """Send each ``tokens[i]`` to the owner of ``expert_ids[i]`` (both sorted by expert),
+        running ``during()`` (work that does not depend on the exchange, such as the shared
+        experts) while the tokens are in flight."""
         ...
 
     def combine(self, outputs: torch.Tensor, handle: object) -> torch.Tensor:
@@ -262,9 +281,14 @@ class LocalDispatcher:
         return range(n_experts)
 
     def dispatch(
-        self, tokens: torch.Tensor, expert_ids: torch.Tensor, n_experts: int
-    ) -> tuple[torch.Tensor, torch.Tensor, object]:
-        return tokens, expert_ids, None
+        self,
+        tokens: torch.Tensor,
+        expert_ids: torch.Tensor,
+        n_experts: int,
+        during: Callable[[], torch.Tensor] | None = None,
+    ) -> Dispatched:
+        overlapped = during() if during is not None else None
+        return Dispatched(tokens=tokens, expert_ids=expert_ids, handle=None, overlapped=overlapped)
 
     def combine(self, outputs: torch.Tensor, handle: object) -> torch.Tensor:
         return outputs
@@ -322,15 +346,21 @@ class MoE(nn.Module):
         order = r.experts.flatten().argsort(stable=True)
         token_of = order // k
         sorted_ids = r.experts.flatten()[order]
-        received, recv_ids, handle = self.dispatcher.dispatch(
-            flat[token_of], sorted_ids, self.cfg.n_routed_experts
+        shared = self.shared
+        sent = self.dispatcher.dispatch(
+            flat[token_of],
+            sorted_ids,
+            self.cfg.n_routed_experts,
+            during=(lambda: shared(flat)) if shared is not None else None,
         )
-        out = experts_forward(received, recv_ids, self.w_gate_up, self.w_down, self.first_expert)
-        back = self.dispatcher.combine(out, handle)
+        out = experts_forward(
+            sent.tokens, sent.expert_ids, self.w_gate_up, self.w_down, self.first_expert
+        )
+        back = self.dispatcher.combine(out, sent.handle)
         weighted = back * r.weights.flatten()[order, None]
         y = torch.zeros_like(flat).index_add(0, token_of, weighted)
-        if self.shared is not None:
-            y = y + self.shared(flat)
+        if sent.overlapped is not None:
+            y = y + sent.overlapped
         return y.view(shape)
 
     @torch.no_grad()

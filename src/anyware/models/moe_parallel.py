@@ -8,8 +8,9 @@ One MoE layer's exchange, per step:
 
 1. each rank counts how many of its (token, expert) pairs go to each rank and exchanges the
    counts (all-to-all of ``world`` integers);
-2. tokens go to their experts' ranks (all-to-all-v), are sorted by expert there, run through a
-   grouped GEMM, and come back the same way (the inverse all-to-all-v);
+2. tokens go to their experts' ranks (all-to-all-v, asynchronous: the shared experts, which
+   need no remote token, compute while it is in flight), are sorted by expert there, run
+   through a grouped GEMM, and come back the same way (the inverse all-to-all-v);
 3. backward runs the two exchanges in reverse (an autograd function around each all-to-all).
 
 Gradients: dense parameters are averaged over ranks (each rank's loss is the mean over its own
@@ -22,6 +23,7 @@ the concatenated batch up to floating-point reduction order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +32,7 @@ import torch.distributed as dist
 from torch import nn
 
 from anyware import comm
-from anyware.models.moe import MoE, MoEConfig, MoETransformer
+from anyware.models.moe import Dispatched, MoE, MoEConfig, MoETransformer
 
 
 def check_shardable(cfg: MoEConfig, world: int) -> None:
@@ -50,34 +52,69 @@ def check_shardable(cfg: MoEConfig, world: int) -> None:
 
 
 def _all_to_all(
-    out: torch.Tensor, inp: torch.Tensor, out_splits: list[int], in_splits: list[int]
-) -> None:
-    dist.all_to_all_single(out, inp, out_splits, in_splits)
+    out: torch.Tensor,
+    inp: torch.Tensor,
+    out_splits: list[int],
+    in_splits: list[int],
+    *,
+    wait: bool = True,
+) -> comm.Work | None:
+    return comm.all_to_all(
+        out, inp, output_split_sizes=out_splits, input_split_sizes=in_splits, async_op=not wait
+    )
 
 
-class _AllToAll(torch.autograd.Function):
-    """All-to-all-v of rows whose backward is the inverse exchange."""
+class _InFlight:
+    """The pending half of an asynchronous exchange, passed from start to wait."""
+
+    work: comm.Work | None = None
+
+
+class _AllToAllStart(torch.autograd.Function):
+    """Starts an all-to-all-v of rows and returns its (not yet filled) output; the matching
+    :class:`_AllToAllWait` blocks until it is. Backward is the inverse exchange."""
 
     @staticmethod
     def forward(
-        ctx: Any, x: torch.Tensor, out_splits: list[int], in_splits: list[int]
+        ctx: Any, x: torch.Tensor, out_splits: list[int], in_splits: list[int], flight: _InFlight
     ) -> torch.Tensor:
         ctx.splits = (out_splits, in_splits)
         out = x.new_empty((sum(out_splits), *x.shape[1:]))
-        _all_to_all(out, x.contiguous(), out_splits, in_splits)
+        flight.work = _all_to_all(out, x.contiguous(), out_splits, in_splits, wait=False)
         return out
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
         out_splits, in_splits = ctx.splits
         back = grad.new_empty((sum(in_splits), *grad.shape[1:]))
         _all_to_all(back, grad.contiguous(), in_splits, out_splits)
-        return back, None, None
+        return back, None, None, None
 
 
-def all_to_all_rows(x: torch.Tensor, out_splits: list[int], in_splits: list[int]) -> torch.Tensor:
-    """Differentiable all-to-all-v: send ``in_splits[r]`` rows of ``x`` to rank r."""
-    return _AllToAll.apply(x, out_splits, in_splits)  # type: ignore[no-untyped-call]
+class _AllToAllWait(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, out: torch.Tensor, flight: _InFlight) -> torch.Tensor:
+        assert flight.work is not None
+        flight.work.wait()
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad, None
+
+
+def all_to_all_rows(
+    x: torch.Tensor,
+    out_splits: list[int],
+    in_splits: list[int],
+    during: Callable[[], torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Differentiable all-to-all-v (send ``in_splits[r]`` rows of ``x`` to rank r), running
+    ``during()`` while the rows are in flight; returns the received rows and its result."""
+    flight = _InFlight()
+    pending = _AllToAllStart.apply(x, out_splits, in_splits, flight)  # type: ignore[no-untyped-call]
+    overlapped = during() if during is not None else None
+    return _AllToAllWait.apply(pending, flight), overlapped  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,24 +137,34 @@ class ExpertParallelDispatcher:
         return range(self.rank * per, (self.rank + 1) * per)
 
     def dispatch(
-        self, tokens: torch.Tensor, expert_ids: torch.Tensor, n_experts: int
-    ) -> tuple[torch.Tensor, torch.Tensor, object]:
+        self,
+        tokens: torch.Tensor,
+        expert_ids: torch.Tensor,
+        n_experts: int,
+        during: Callable[[], torch.Tensor] | None = None,
+    ) -> Dispatched:
         per = n_experts // self.world
         send = torch.bincount(expert_ids // per, minlength=self.world)
         recv = torch.empty_like(send)
         _all_to_all(recv, send, [1] * self.world, [1] * self.world)
         send_l, recv_l = send.tolist(), recv.tolist()
-        received = all_to_all_rows(tokens, recv_l, send_l)
         ids = torch.empty(sum(recv_l), dtype=expert_ids.dtype, device=expert_ids.device)
         _all_to_all(ids, expert_ids.contiguous(), recv_l, send_l)
+        # The token exchange is the big one: the shared experts run while it is in flight.
+        received, overlapped = all_to_all_rows(tokens, recv_l, send_l, during)
         # Segments from each source rank are sorted by expert; merge them into one order.
         perm = ids.argsort(stable=True)
-        return received[perm], ids[perm], _Exchange(perm, send_l, recv_l)
+        return Dispatched(
+            tokens=received[perm],
+            expert_ids=ids[perm],
+            handle=_Exchange(perm, send_l, recv_l),
+            overlapped=overlapped,
+        )
 
     def combine(self, outputs: torch.Tensor, handle: object) -> torch.Tensor:
         assert isinstance(handle, _Exchange)
         unsorted = torch.empty_like(outputs).index_copy(0, handle.perm, outputs)
-        return all_to_all_rows(unsorted, handle.send, handle.recv)
+        return all_to_all_rows(unsorted, handle.send, handle.recv)[0]
 
 
 def build(
