@@ -80,7 +80,11 @@ def _server(agg: Aggregator, token: str | None) -> Any:
     from anyware.monitor.app import create_app
 
     config = uvicorn.Config(
-        create_app(agg, token=token), log_level="warning", access_log=False, lifespan="off"
+        create_app(agg, token=token),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=1,  # an open dashboard stream must not hold up a stop
     )
     return uvicorn.Server(config)
 
