@@ -73,8 +73,9 @@ def _rename(df: Any, mapping: dict[str, str]) -> Any:
 def _first_seen(df: Any) -> list[str]:
     import polars as pl
 
+    first = df["step"].min()
     return (
-        df.filter(pl.col("phase") == "forward")
+        df.filter((pl.col("step") == first) & (pl.col("phase") == "forward"))
         .group_by("module")
         .agg(pl.col("seq").min())
         .sort("seq")["module"]

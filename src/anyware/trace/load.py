@@ -72,7 +72,12 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         pl.col("phase").cast(pl.String),
         pl.col("role").cast(pl.String),
         pl.col("level").cast(pl.String),
-    ).sort(["rank", "seq"])
+    )
+    import numpy as np
+
+    order = frame["rank"].to_numpy().astype(np.int64) * (1 << 40) + frame["seq"].to_numpy()
+    if len(order) > 1 and not bool(np.all(order[1:] > order[:-1])):  # rank10 sorts before rank2
+        frame = frame.sort(["rank", "seq"])
     if frame.height == 0:
         raise TraceError(f"{p} holds no records: the traced program ran no module, op or step")
     return Run(path=p, frame=frame, meta=meta, nbytes=table.nbytes, file_bytes=file_bytes)
