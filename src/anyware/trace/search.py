@@ -43,6 +43,10 @@ def analyse(ra: Run, rb: Run, opts: DiffOptions, calib: Any) -> DiffResult:
     a, b = _Side.of(ra.frame), _Side.of(b_df)
     n = b_df.height
     partner = al.a_index.copy()
+    # Inside a re-aligned module call, ops paired by name but of different shapes are not the
+    # same tensor (autocast's casts, a split reduction): leave them unpaired.
+    paired = np.nonzero((partner >= 0) & (al.loose >= 0))[0]
+    partner[paired[a.shape[partner[paired]] != b.shape[paired]]] = -1
     through = np.zeros(n, dtype=bool)
     # Unmatched value-preserving ops in B (an extra cast) are compared against the A record of
     # their input, so an unintended down-cast is measured like any other op.
