@@ -54,7 +54,7 @@ def tile(src: Path, dst: Path, steps: int, ranks: int) -> None:
 
 
 def main() -> None:
-    from workloads import train
+    from trace_workloads import train
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=400)

@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from workloads import build, step_inputs
+from trace_workloads import build, step_inputs
 
 import anyware.trace as tr
 

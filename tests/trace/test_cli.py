@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from trace_workloads import train
 from typer.testing import CliRunner
-from workloads import train
 
 from anyware.cli.main import app
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from workloads import train
+from trace_workloads import train
 
 import anyware.trace as tr
 

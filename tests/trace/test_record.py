@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn, relu
-from workloads import train
+from trace_workloads import train
 
 import anyware.trace as tr
 from anyware.trace.load import load_run

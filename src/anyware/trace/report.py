@@ -70,7 +70,9 @@ def print_summary(res: DiffResult, console: Console, a: str, b: str) -> None:
             )
     bad = sorted((x for x in res.modules if x["divergent"]), key=lambda x: -x["max_ratio"])[:10]
     if bad:
-        t = Table(title="modules with records beyond tolerance (error ÷ tolerance; inherited unless named above)")
+        t = Table(
+            title="modules with records beyond tolerance (error ÷ tolerance; inherited unless named above)"
+        )
         t.add_column("module")
         t.add_column("max ratio", justify="right")
         t.add_column("records beyond", justify="right")
