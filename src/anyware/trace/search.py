@@ -152,7 +152,7 @@ def analyse(ra: Run, rb: Run, opts: DiffOptions, calib: Any) -> DiffResult:
         calibrated=calib is not None,
         modules=modules,
         worst=worst,
-        nonfinite={"a": first_nonfinite(ra, a), "b": first_nonfinite(rb, _Side.of(rb.frame))},
+        nonfinite={"a": first_nonfinite(ra, a), "b": first_nonfinite(rb, b)},
         ranks=[int(x) for x in np.unique(b.rank)],
         records=ra.frame.height + rb.frame.height,
         bytes=ra.nbytes + rb.nbytes,
