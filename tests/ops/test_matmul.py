@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from opcases import KERNEL_DTYPES, MATMUL_SHAPES, check_op, gemm_atol, make
+from tests.ops.opcases import KERNEL_DTYPES, MATMUL_SHAPES, check_op, gemm_atol, make
 
 from anyware import ops
 from anyware.testing.tolerances import assert_close

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from opcases import KERNEL_DTYPES, check_op, gemm_atol, make
+from tests.ops.opcases import KERNEL_DTYPES, check_op, gemm_atol, make
 
 from anyware import ops
 from anyware.testing.tolerances import assert_close

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from opcases import KERNEL_DTYPES, check_op, make
+from tests.ops.opcases import KERNEL_DTYPES, check_op, make
 
 from anyware import ops
 

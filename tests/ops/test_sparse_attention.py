@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from opcases import KERNEL_DTYPES, make
+from tests.ops.opcases import KERNEL_DTYPES, make
 
 from anyware import ops
 from anyware.testing.tolerances import assert_close

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from opcases import FLAT_SHAPES, KERNEL_DTYPES, check_op, make
+from tests.ops.opcases import FLAT_SHAPES, KERNEL_DTYPES, check_op, make
 
 from anyware import ops
 from anyware.testing.tolerances import assert_close

@@ -173,7 +173,6 @@ def test_autostart_records_an_unmodified_script(tmp_path: Path) -> None:
 
 
 def test_trace_record_command(tmp_path: Path) -> None:
-    pytest.importorskip("anyware.migrate.launch")
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
     p = subprocess.run(

@@ -81,32 +81,12 @@ class Target:
         return None if self.host else getattr(torch, self.device_type, None)
 
 
-def _builtin_fast(name: str | None) -> Any:
-    """A named built-in backend without plug-in discovery.
-
-    ``runtime.select`` scans every installed distribution's entry points first (~30 ms idle,
-    ~100 ms on a loaded machine), which alone would break the shim's 50 ms start-up budget in
-    every process of a job; a built-in name cannot be shadowed by a plug-in, so skip the scan.
-    """
-    from anyware.runtime import registry
-
-    if name is None:
-        return None
-    base, _ = registry.parse_device(name)
-    spec = registry._BUILTIN.get(base)
-    if spec is None:
-        return None
-    backend = registry._resolve(spec)
-    return backend if backend.probe().available else None
-
-
 def target_from_runtime(name: str | None = None) -> Target:
     """The target for backend ``name`` (``None``: ``runtime.current()``)."""
-    from anyware import _env, runtime
+    from anyware import runtime
 
-    backend = _builtin_fast(name or _env.DEVICE.get())
-    if backend is None:
-        backend = runtime.select(name) if name is not None else runtime.current()
+    # A named backend (anyware run always names one) resolves without plug-in discovery.
+    backend = runtime.select(name) if name is not None else runtime.current()
     cap = backend.capability()
     mem = backend.memory_stats().total
     return Target(
