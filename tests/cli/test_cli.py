@@ -60,7 +60,10 @@ def test_env_json_schema() -> None:
     assert set(v) == {"python", "torch", "triton", "anyware"}
     assert v["anyware"] == anyware.__version__
     assert v["triton"] is None or isinstance(v["triton"], str)
-    assert doc["env"] == {"ANYWARE_FAKE_DEVICES": "2"}
+    # Other suites' conftests may put TRITON_INTERPRET in this process's environment.
+    assert {k: v for k, v in doc["env"].items() if k.startswith("ANYWARE_")} == {
+        "ANYWARE_FAKE_DEVICES": "2"
+    }
 
 
 def test_env_table_renders() -> None:

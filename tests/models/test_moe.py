@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -156,3 +160,30 @@ def test_sparse_attention_option_trains_and_sees_only_selected_keys() -> None:
     h2 = h.clone()
     h2[:, 1:] += 1.0  # change every later token
     assert torch.allclose(attn(h2)[:, 0], y1[:, 0])
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_demo_section_runs_the_cuda_style_example_on_two_ranks(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "anyware.cli.main",
+            "demo",
+            "--only",
+            "moe",
+            "--json",
+            "--workdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    moe = json.loads(proc.stdout)["moe"]
+    assert moe["exit_status"] == 0 and moe["alerts"] == 0  # a clean run raises no alert
+    assert moe["events"] > 0 and "on 2 rank(s)" in moe["summary"]
+    # FP8 first changes numerics in the first block's attention (its qkv projection is FP8).
+    assert moe["first_divergence"].startswith("layers.0.attn")

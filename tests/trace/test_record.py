@@ -136,3 +136,20 @@ def test_nested_recording_is_refused(tmp_path: Path) -> None:
 def test_bad_level_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="module, op, mix"), tr.record(tmp_path, "kernel"):
         pass
+
+
+def test_uninitialised_memory_is_never_measured(tmp_path: Path) -> None:
+    """empty() holds garbage and initialisers overwrite it: neither is an input to compare."""
+    with tr.record(tmp_path / "t", "op"):
+        w = torch.empty(64, 64)
+        torch.nn.init.uniform_(w)
+        buf = torch.empty(64)
+        buf.copy_(w.sum(0))
+        (buf * 2).sum()
+    df = load_run(tmp_path / "t").frame
+    assert df.filter(pl.col("op").str.starts_with("aten.empty")).height == 0
+    overwritten = df.filter(
+        pl.col("op").is_in(["aten.uniform_", "aten.copy_"]) & (pl.col("slot") == "in0")
+    )
+    assert overwritten.height == 0
+    assert df.filter(pl.col("op") == "aten.uniform_").height > 0  # the written values are measured

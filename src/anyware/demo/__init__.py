@@ -26,6 +26,8 @@ SECTIONS: list[tuple[str, str]] = [
     ("Watching training health live", "anyware.demo.monitor:run"),
     ("Collectives: a two-rank data-parallel step on anyware.comm", "anyware.demo.comm:run"),
     ("Where the time went: profiling a few steps", "anyware.demo.profile:run"),
+    ("A DeepSeek-style MoE on two expert-parallel ranks", "anyware.demo.moe:run"),
+    ("Summary", "anyware.demo.summary:run"),
 ]
 
 

@@ -163,7 +163,7 @@ class ExpertParallelDispatcher:
 
     def combine(self, outputs: torch.Tensor, handle: object) -> torch.Tensor:
         assert isinstance(handle, _Exchange)
-        unsorted = torch.empty_like(outputs).index_copy(0, handle.perm, outputs)
+        unsorted = outputs[handle.perm.argsort()]  # undo the merge by expert
         return all_to_all_rows(unsorted, handle.send, handle.recv)[0]
 
 

@@ -45,7 +45,7 @@ class TraceMode(TorchDispatchMode):  # type: ignore[misc]
     def _before(self, func: Any, args: Any, kwargs: Any) -> tuple[Any, ...] | None:
         import torch
 
-        from anyware.trace.recorder import _ALIAS_OPS, _tensors
+        from anyware.trace.recorder import _ALIAS_OPS, _OVERWRITE_OPS, _UNINITIALISED_OPS, _tensors
 
         info = self.names.get(func)
         if info is None:
@@ -56,7 +56,7 @@ class TraceMode(TorchDispatchMode):  # type: ignore[misc]
         ins = _tensors(args)
         if kwargs:
             ins += _tensors(kwargs)
-        if alias or name.startswith(("c10d.", "_c10d_functional.")):
+        if alias or name in _UNINITIALISED_OPS or name.startswith(("c10d.", "_c10d_functional.")):
             return (name, alias, ins)
         lineage = rec.lineage
         node: Any = torch._C._current_autograd_node()
@@ -73,7 +73,10 @@ class TraceMode(TorchDispatchMode):  # type: ignore[misc]
         idx = rec.next_index(phase, module, name)
         call = rec.new_call()
         srcs = []
+        overwrite = name in _OVERWRITE_OPS
         for i, t in enumerate(ins):
+            if i == 0 and overwrite:
+                continue  # the destination's old contents are not read
             s = lineage.get(t)
             if s is None:
                 # An input no recorded op produced (data, a parameter, a buffer): measured
@@ -105,7 +108,8 @@ class TraceMode(TorchDispatchMode):  # type: ignore[misc]
         if len(pre) == 3:
             if not alias:
                 # A collective may still be writing its outputs when it returns (async
-                # work): measuring them now would race; their next consumer measures them.
+                # work), and an empty() has no values yet: measuring them now would race or
+                # read garbage; their next consumer measures them.
                 for t in outs:
                     lineage.pop(t, None)
             elif ins and ins[0].is_contiguous():

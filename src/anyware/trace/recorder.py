@@ -36,6 +36,31 @@ from anyware.trace.writer import TraceWriter
 
 #: Ops whose output aliases their input without changing a value: no statistics, lineage only.
 _ALIAS_OPS = frozenset({"aten._unsafe_view", "aten.lift_fresh", "aten.alias", "aten.detach"})
+#: Ops whose output holds whatever was in memory: nothing to measure until something writes it
+#: (its next consumer measures it then). Comparing them flagged garbage as a divergence.
+_UNINITIALISED_OPS = frozenset(
+    {
+        "aten.empty",
+        "aten.empty_like",
+        "aten.new_empty",
+        "aten.empty_strided",
+        "aten.new_empty_strided",
+    }
+)
+#: In-place ops that overwrite their first argument whatever it held (initialisers, fills):
+#: its old contents are not an input, and are often the garbage of an empty().
+_OVERWRITE_OPS = frozenset(
+    {
+        "aten.uniform_",
+        "aten.normal_",
+        "aten.random_",
+        "aten.bernoulli_",
+        "aten.exponential_",
+        "aten.zero_",
+        "aten.fill_",
+        "aten.copy_",
+    }
+)
 _SKIP_DIRS: tuple[str, ...] = ()
 #: Rows kept on the device before an early flush when no optimizer step closes the step.
 _MAX_PENDING = 200_000
@@ -50,6 +75,7 @@ def _skip_dirs() -> tuple[str, ...]:
         _SKIP_DIRS = (
             os.path.dirname(torch.__file__),
             os.path.join(here, "trace"),
+            os.path.join(here, "migrate"),  # the shim's wrappers: report the caller's line
             os.path.dirname(os.__file__),
         )
     return _SKIP_DIRS
