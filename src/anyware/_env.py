@@ -53,10 +53,12 @@ MIGRATE = _declare("ANYWARE_MIGRATE", "set to 1 by `anyware run`: the child inst
 MIGRATE_REPORT = _declare("ANYWARE_MIGRATE_REPORT", "where the shim writes its JSON report")
 MIGRATE_STRICT = _declare("ANYWARE_MIGRATE_STRICT", "1: what the shim cannot honour is an error")
 MIGRATE_PARTS = _declare(
-    "ANYWARE_MIGRATE_PARTS", "set by `anyware run`: directory where each process writes its report part"
+    "ANYWARE_MIGRATE_PARTS",
+    "set by `anyware run`: directory where each process writes its report part",
 )
 MIGRATE_PKG = _declare(
-    "ANYWARE_MIGRATE_PKG", "set by `anyware run`: directory holding the anyware package, for children"
+    "ANYWARE_MIGRATE_PKG",
+    "set by `anyware run`: directory holding the anyware package, for children",
 )
 # --- ops -----------------------------------------------------------------------------------
 OPS_IMPL = _declare("ANYWARE_OPS_IMPL", "operator implementation: reference or triton")

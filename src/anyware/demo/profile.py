@@ -11,23 +11,17 @@ STEPS = 6
 
 
 def run(ctx: DemoContext) -> None:
-    import torch
     from torch.optim.optimizer import register_optimizer_step_post_hook
 
     from anyware import runtime
     from anyware.cli.profile import render_summary
-    from anyware.models.data import VOCAB_SIZE, batches, encode, make_text
-    from anyware.models.gpt import GPT, GPTConfig
+    from anyware.demo._workload import tiny_gpt
     from anyware.profile.capture import Capture, CaptureConfig, StepRange
     from anyware.profile.report import analyze_path
 
     backend = runtime.select(ctx.device)
     dev = backend.device()
-    torch.manual_seed(0)
-    cfg = GPTConfig(vocab_size=VOCAB_SIZE, seq_len=32, d_model=64, n_heads=4, n_layers=2)
-    model = GPT(cfg).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    data = batches(encode(make_text(500)), batch_size=8, seq_len=cfg.seq_len)
+    _, model, opt, data = tiny_gpt(dev, sentences=500)
     out = ctx.workdir / "profile"
     # What `anyware run --profile DIR` does in each process: steps 2-4, counted by the optimizer.
     capture = Capture(CaptureConfig(out=out, steps=StepRange(start=2, stop=5)), backend.device_type)

@@ -13,20 +13,15 @@ STEPS = 40
 
 
 def run(ctx: DemoContext) -> None:
-    import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from anyware import runtime
-    from anyware.models.data import VOCAB_SIZE, batches, encode, make_text
-    from anyware.models.gpt import GPT, GPTConfig
+    from anyware.demo._workload import tiny_gpt
+    from anyware.models.data import VOCAB_SIZE
 
     backend = runtime.select(ctx.device)
     dev = backend.device()
-    torch.manual_seed(0)
-    cfg = GPTConfig(vocab_size=VOCAB_SIZE, seq_len=64, d_model=64, n_heads=4, n_layers=2)
-    model = GPT(cfg).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    data = batches(encode(make_text(2000)), batch_size=16, seq_len=cfg.seq_len)
+    cfg, model, opt, data = tiny_gpt(dev, seq_len=64, batch_size=16)
     losses: list[float] = []
     t0 = time.perf_counter()
     with Progress(
