@@ -13,14 +13,18 @@ HEADLINES: dict[str, tuple[str, ...]] = {
     "train": ("first_loss", "last_loss", "tokens_per_s"),
     "migrate": ("exit_status", "redirects", "unsupported", "codemod_converted"),
     "trace": ("bug_located",),
+    "ops": ("calls",),
+    "comm": ("ok", "algo", "allreduce_ms", "gloo_ms"),
+    "profile": ("mode", "breakdown_pct"),
     "moe": ("alerts", "first_divergence", "summary"),
 }
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, width: int = 70) -> str:
     if isinstance(value, float):
         return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
-    return str(value)
+    text = str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"  # the full value is in --json
 
 
 def run(ctx: DemoContext) -> None:
