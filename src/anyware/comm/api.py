@@ -106,10 +106,43 @@ def _a2a_args(
 
 
 def _launch(
-    comm: Communicator, async_op: bool, body: Callable[[], str], result: Any
+    comm: Communicator,
+    async_op: bool,
+    kind: Collective,
+    args: Args,
+    bufs: dict[Buf, torch.Tensor],
+    op: ReduceOp,
+    algo: str | None,
+    numel: int,
+    result: Any,
+    finish: Callable[[], None],
 ) -> Work | None:
+    """Run (or queue) one collective, then ``finish`` (scale an average, copy results back)."""
+
+    def body() -> str:
+        name = comm.execute(kind, args, bufs, op, algo=algo, numel=numel)
+        finish()
+        return name
+
     out = comm.submit(body, async_op)
     return Work(out, result) if async_op else None
+
+
+def _nothing() -> None:
+    return None
+
+
+def _finisher(
+    back: Callable[[], None], rop: ReduceOp, t: torch.Tensor, world: int
+) -> Callable[[], None]:
+    """Divide ``t`` by the world size for an average, then copy results back."""
+
+    def finish() -> None:
+        if rop is ReduceOp.AVG:
+            t.div_(world)
+        back()
+
+    return finish
 
 
 def all_reduce(
@@ -127,21 +160,11 @@ def all_reduce(
     flat, back = _flat(tensor, "tensor")
     args = _args(comm.rank, comm.world, flat.numel(), flat.element_size(), comm.ranks_per_host)
 
-    def body() -> str:
-        name = comm.execute(
-            Collective.ALLREDUCE,
-            args,
-            {Buf.IN: flat, Buf.OUT: flat},
-            rop,
-            algo=algo,
-            numel=flat.numel(),
-        )
-        if rop is ReduceOp.AVG:
-            flat.div_(comm.world)
-        back()
-        return name
-
-    return _launch(comm, async_op, body, tensor)
+    bufs = {Buf.IN: flat, Buf.OUT: flat}
+    finish = _finisher(back, rop, flat, comm.world)
+    return _launch(
+        comm, async_op, Collective.ALLREDUCE, args, bufs, rop, algo, flat.numel(), tensor, finish
+    )
 
 
 def reduce(
@@ -163,22 +186,12 @@ def reduce(
         rank=comm.rank, world=comm.world, count=flat.numel(), root=dst, itemsize=flat.element_size()
     )
 
-    def body() -> str:
-        name = comm.execute(
-            Collective.REDUCE,
-            args,
-            {Buf.IN: flat, Buf.OUT: flat},
-            rop,
-            algo=algo,
-            numel=flat.numel(),
-        )
-        if comm.rank == dst:
-            if rop is ReduceOp.AVG:
-                flat.div_(comm.world)
-            back()
-        return name
-
-    return _launch(comm, async_op, body, tensor)
+    bufs = {Buf.IN: flat, Buf.OUT: flat}
+    # Only the root holds the result; the other ranks' buffers are scratch.
+    finish = _finisher(back, rop, flat, comm.world) if comm.rank == dst else _nothing
+    return _launch(
+        comm, async_op, Collective.REDUCE, args, bufs, rop, algo, flat.numel(), tensor, finish
+    )
 
 
 def broadcast(
@@ -197,19 +210,19 @@ def broadcast(
         rank=comm.rank, world=comm.world, count=flat.numel(), root=src, itemsize=flat.element_size()
     )
 
-    def body() -> str:
-        name = comm.execute(
-            Collective.BROADCAST,
-            args,
-            {Buf.IN: flat, Buf.OUT: flat},
-            ReduceOp.SUM,
-            algo=algo,
-            numel=flat.numel(),
-        )
-        back()
-        return name
-
-    return _launch(comm, async_op, body, tensor)
+    bufs = {Buf.IN: flat, Buf.OUT: flat}
+    return _launch(
+        comm,
+        async_op,
+        Collective.BROADCAST,
+        args,
+        bufs,
+        ReduceOp.SUM,
+        algo,
+        flat.numel(),
+        tensor,
+        back,
+    )
 
 
 def _check_root(root: int, world: int, name: str) -> None:
@@ -262,19 +275,19 @@ def all_gather(
     out, back = _gather_out(output, comm.world, inp.numel(), input, "output")
     args = Args(rank=comm.rank, world=comm.world, count=inp.numel(), itemsize=inp.element_size())
 
-    def body() -> str:
-        name = comm.execute(
-            Collective.ALLGATHER,
-            args,
-            {Buf.IN: inp, Buf.OUT: out},
-            ReduceOp.SUM,
-            algo=algo,
-            numel=inp.numel(),
-        )
-        back()
-        return name
-
-    return _launch(comm, async_op, body, output)
+    bufs = {Buf.IN: inp, Buf.OUT: out}
+    return _launch(
+        comm,
+        async_op,
+        Collective.ALLGATHER,
+        args,
+        bufs,
+        ReduceOp.SUM,
+        algo,
+        inp.numel(),
+        output,
+        back,
+    )
 
 
 def reduce_scatter(
@@ -307,21 +320,20 @@ def reduce_scatter(
     )
     args = Args(rank=comm.rank, world=comm.world, count=out.numel(), itemsize=out.element_size())
 
-    def body() -> str:
-        name = comm.execute(
-            Collective.REDUCE_SCATTER,
-            args,
-            {Buf.IN: inp, Buf.OUT: out},
-            rop,
-            algo=algo,
-            numel=out.numel(),
-        )
-        if rop is ReduceOp.AVG:
-            out.div_(comm.world)
-        back()
-        return name
-
-    return _launch(comm, async_op, body, output)
+    bufs = {Buf.IN: inp, Buf.OUT: out}
+    finish = _finisher(back, rop, out, comm.world)
+    return _launch(
+        comm,
+        async_op,
+        Collective.REDUCE_SCATTER,
+        args,
+        bufs,
+        rop,
+        algo,
+        out.numel(),
+        output,
+        finish,
+    )
 
 
 def all_to_all(
@@ -362,19 +374,10 @@ def all_to_all(
     given = input_split_sizes is not None or output_split_sizes is not None
     chosen = algo if algo is not None or not given else "pairwise"  # ranks must agree
 
-    def body() -> str:
-        name = comm.execute(
-            Collective.ALLTOALL,
-            args,
-            {Buf.IN: inp, Buf.OUT: out},
-            ReduceOp.SUM,
-            algo=chosen,
-            numel=0,
-        )
-        back()
-        return name
-
-    return _launch(comm, async_op, body, output)
+    bufs = {Buf.IN: inp, Buf.OUT: out}
+    return _launch(
+        comm, async_op, Collective.ALLTOALL, args, bufs, ReduceOp.SUM, chosen, 0, output, back
+    )
 
 
 def _splits(sizes: Sequence[int] | None, t: torch.Tensor, p: int, name: str) -> list[int]:
