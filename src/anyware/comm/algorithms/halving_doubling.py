@@ -40,6 +40,30 @@ def survivor_rank(j: int, p: int) -> int:
     return 2 * j + 1 if j < e else j + e
 
 
+def fold_in(b: Builder, i: int, p: int, span: Span) -> int:
+    """Round 0 of a non-power-of-two world: each folded-away rank sends ``span`` to its odd
+    neighbour, which reduces it in. Returns the rounds used (0 or 1)."""
+    _, e = fold(p)
+    if not e:
+        return 0
+    if i < 2 * e:
+        if survivor(i, p) < 0:
+            b.send(0, i + 1, span)
+        else:
+            b.recv(0, i - 1, span, reduce=True)
+    return 1
+
+
+def fold_out(b: Builder, r: int, i: int, p: int, span: Span) -> None:
+    """The last round: each survivor that absorbed a neighbour sends it the result."""
+    _, e = fold(p)
+    if e and i < 2 * e:
+        if survivor(i, p) < 0:
+            b.recv(r, i + 1, span)
+        else:
+            b.send(r, i - 1, span)
+
+
 def super_bounds(rank_bounds: Sequence[int], p: int) -> list[int]:
     """Survivor j's block is the union of the per-rank blocks of the ranks it stands for
     (2j and 2j+1 when it absorbed a neighbour), which is contiguous."""
@@ -86,16 +110,10 @@ def doubling_rounds(
 def build_allreduce(a: Args) -> Schedule:
     b = Builder(a.rank, a.world)
     p, i = a.world, a.rank
-    p2, e = fold(p)
+    p2, _ = fold(p)
     j = survivor(i, p)
     whole = Span(Buf.OUT, 0, a.count)
-    r = 0
-    if e:
-        if i < 2 * e and j < 0:
-            b.send(0, i + 1, whole)
-        elif i < 2 * e:
-            b.recv(0, i - 1, whole, reduce=True)
-        r = 1
+    r = fold_in(b, i, p, whole)
     if j >= 0:
         group = [survivor_rank(x, p) for x in range(p2)]
         sb = bounds(a.count, p2)
@@ -103,11 +121,7 @@ def build_allreduce(a: Args) -> Schedule:
         r += doubling_rounds(b, r, group, j, Buf.OUT, sb)
     else:
         r += 2 * (p2.bit_length() - 1)
-    if e and i < 2 * e:
-        if j < 0:
-            b.recv(r, i + 1, whole)
-        else:
-            b.send(r, i - 1, whole)
+    fold_out(b, r, i, p, whole)
     return b.build()
 
 
@@ -118,13 +132,7 @@ def build_reduce_scatter(a: Args) -> Schedule:
     j = survivor(i, p)
     b.need_tmp(p * c)
     b.copy(0, Span(Buf.IN, 0, p * c), Span(Buf.TMP, 0, p * c))
-    r = 0
-    if e:
-        if i < 2 * e and j < 0:
-            b.send(0, i + 1, Span(Buf.TMP, 0, p * c))
-        elif i < 2 * e:
-            b.recv(0, i - 1, Span(Buf.TMP, 0, p * c), reduce=True)
-        r = 1
+    r = fold_in(b, i, p, Span(Buf.TMP, 0, p * c))
     if j >= 0:
         group = [survivor_rank(x, p) for x in range(p2)]
         r += halving_rounds(b, r, group, j, Buf.TMP, super_bounds([k * c for k in range(p + 1)], p))

@@ -13,23 +13,23 @@ every rank ends with the same bits.
 from __future__ import annotations
 
 from anyware.comm.algorithms import Algorithm, Args, Collective, Links, register
-from anyware.comm.algorithms.halving_doubling import fold, survivor, survivor_rank
+from anyware.comm.algorithms.halving_doubling import (
+    fold,
+    fold_in,
+    fold_out,
+    survivor,
+    survivor_rank,
+)
 from anyware.comm.schedule import Buf, Builder, Schedule, Span
 
 
 def build_allreduce(a: Args) -> Schedule:
     b = Builder(a.rank, a.world)
     p, i = a.world, a.rank
-    p2, e = fold(p)
+    p2, _ = fold(p)
     j = survivor(i, p)
     whole = Span(Buf.OUT, 0, a.count)
-    r = 0
-    if e:
-        if i < 2 * e and j < 0:
-            b.send(0, i + 1, whole)
-        elif i < 2 * e:
-            b.recv(0, i - 1, whole, reduce=True)
-        r = 1
+    r = fold_in(b, i, p, whole)
     mask = 1
     while mask < p2:
         if j >= 0:
@@ -37,11 +37,7 @@ def build_allreduce(a: Args) -> Schedule:
             b.send(r, peer, whole)
             b.recv(r, peer, whole, reduce=True)
         r, mask = r + 1, mask << 1
-    if e and i < 2 * e:
-        if j < 0:
-            b.recv(r, i + 1, whole)
-        else:
-            b.send(r, i - 1, whole)
+    fold_out(b, r, i, p, whole)
     return b.build()
 
 
