@@ -128,3 +128,15 @@ with torch.no_grad():
     out = model(torch.randn(2, 3, 32, 32))
 print(f"loaded {len(state)} tensors from {path}; logits {tuple(out.shape)}; best_prec1 {checkpoint.get('best_prec1')}")
 """
+
+
+def char_text(path: Path, chars: int = 6000) -> None:
+    """A small character-level corpus (minGPT-ddp's CharDataset reads any text file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(0)
+    lines, size = [], 0
+    while size < chars:
+        line = " ".join(rng.choice(WORDS) for _ in range(rng.randrange(4, 12))).capitalize() + "."
+        lines.append(line)
+        size += len(line) + 1
+    path.write_text("\n".join(lines)[:chars])

@@ -43,6 +43,9 @@ REQUIREMENTS = [
     "rich",
     "libcst",
     "requests",
+    # distributed/minGPT-ddp: hydra for its config, boto3 imported at the top of trainer.py
+    "hydra-core",
+    "boto3",
 ]
 
 REPOS: dict[str, tuple[str, str]] = {
@@ -116,6 +119,11 @@ def _cases() -> list[Case]:
                          success=r"\[GPU1\] Epoch 1 \| Batchsize: 256", fix=("multigpu_torchrun.py",)),
                     Step(cwd="distributed/ddp-tutorial-series", argv=["multigpu_torchrun.py", "3", "1", "--batch_size", "256"], nproc=2,
                          success=r"Resuming training from snapshot at Epoch 1(.|\n)*Epoch 2 \| Batchsize", fix=("multigpu_torchrun.py",))]),
+        # Hydra overrides shrink the model and point the dataset at a fabricated text file (the
+        # config's default is a URL); one DataLoader worker per rank so worker processes run too.
+        Case(name="minGPT-ddp --nproc 2", repo=ex, prepare=lambda r: _data.char_text(r / "distributed" / "minGPT-ddp" / "mingpt" / "data" / "tiny.txt"),
+             steps=[Step(cwd="distributed/minGPT-ddp/mingpt", argv=["main.py", "data_config.path=data/tiny.txt", "data_config.block_size=32", "data_config.truncate=1.0", "gpt_config.n_layer=2", "gpt_config.n_head=2", "gpt_config.n_embd=32", "trainer_config.max_epochs=1", "trainer_config.batch_size=16", "trainer_config.data_loader_workers=1", "trainer_config.save_every=1"], nproc=2,
+                         success=r"\[GPU1\] Epoch 1 \| Iter 100 \| Train Loss [0-9.]+(.|\n)*Snapshot saved at epoch 1", fix=("main.py", "trainer.py", "model.py", "char_dataset.py"))]),
         Case(name="nanoGPT train", repo="nanoGPT", prepare=lambda r: _data.shakespeare_char(r / "data" / "shakespeare_char", PY),
              steps=[Step(cwd=".", argv=["train.py", "config/train_shakespeare_char.py", "--device=cuda", "--compile=False", "--max_iters=6", "--eval_interval=5", "--eval_iters=2", "--log_interval=1", "--batch_size=4", "--block_size=32", "--n_layer=2", "--n_head=2", "--n_embd=32", "--lr_decay_iters=6", "--always_save_checkpoint=True"],
                          success=r"iter 5: loss [0-9.]+", fix=("train.py", "model.py"), user_choice=("--device=cuda",)),
