@@ -93,27 +93,49 @@ def analyze_command(
     html_out: Annotated[
         str | None, typer.Option("--html", help="Write a self-contained HTML timeline here.")
     ] = None,
-    workers: Annotated[int, typer.Option(help="Files scanned at once.")] = 2,
+    workers: Annotated[
+        int, typer.Option(help="Files scanned at once (threads, or local Dask workers).")
+    ] = 2,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="Where files are scanned: local (threads), dask (a Dask cluster on this "
+            "machine) or dask:ADDRESS (a running scheduler, e.g. dask:tcp://head:8786; its "
+            "workers must see the files at the same paths).",
+        ),
+    ] = "local",
+    connect_timeout: Annotated[
+        float,
+        typer.Option(
+            "--connect-timeout", help="Seconds to wait for a Dask scheduler and its workers."
+        ),
+    ] = 10.0,
 ) -> None:
     from anyware._io import atomic_write_text
     from anyware.cli._common import emit_json, fail
     from anyware.logs.analyze import analyze
+    from anyware.logs.engine import Engine, EngineError
     from anyware.logs.html import render as render_html
     from anyware.logs.ingest import IngestError
 
     if workers < 1:
         fail(f"--workers must be >= 1, got {workers}")
+    try:
+        eng = Engine.parse(engine, workers=workers, connect_timeout=connect_timeout)
+    except EngineError as e:
+        fail(f"--engine: {e}")
     problem = None
     with _progress(json_out != "-") as bar:
         task = bar.add_task("scanning", total=None)
         try:
             result = analyze(
                 paths,
-                workers=workers,
+                engine=eng,
                 on_total=lambda n: bar.update(task, total=n),
                 on_bytes=lambda n: bar.advance(task, n),
             )
-        except IngestError as e:
+        except (IngestError, EngineError) as e:
             problem = str(e)
     if problem is not None:  # after the progress bar is gone, so the error is one clean line
         fail(problem)

@@ -2,8 +2,9 @@
 
 The merge is a pure function of the per-file :class:`~anyware.logs.scan.SourceScan` records, so
 a cluster engine can run :func:`~anyware.logs.scan.scan_source` where the files live and ship
-only those small records back. Locally the files go through a thread pool of two: polars
-releases the GIL in its Rust readers and regexes, so both cores stay busy with no pickling.
+only those small records back (:mod:`anyware.logs.engine`: ``local`` threads or Dask). Locally
+the files go through a thread pool of two: polars releases the GIL in its Rust readers and
+regexes, so both cores stay busy with no pickling.
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from anyware.events import Event, Kind
-from anyware.logs.ingest import Source, discover
+from anyware.logs.engine import Engine, map_scans
+from anyware.logs.ingest import discover
 from anyware.logs.lineinfo import strip_prefix
 from anyware.logs.model import Finding, Role, Severity
 from anyware.logs.rootcause import RankState, RootCause, find_root_cause
-from anyware.logs.scan import SourceScan, scan_source
+from anyware.logs.scan import SourceScan
 
 _MASKS = (
     (re.compile(r"\d{4}-\d{2}-\d{2}[T _]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\S*"), "<TS>"),
@@ -76,28 +77,22 @@ def analyze(
     paths: Sequence[str | os.PathLike[str]],
     *,
     workers: int = 2,
+    engine: Engine | None = None,
     on_bytes: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> Analysis:
-    """Analyse files, directories and globs; raises IngestError when nothing can be read."""
+    """Analyse files, directories and globs; raises IngestError when nothing can be read.
+
+    ``engine`` runs the per-file map (default: ``workers`` local threads); an unusable engine
+    raises :class:`~anyware.logs.engine.EngineError`.
+    """
     t0 = time.perf_counter()
     errors: list[str] = []
     sources = discover(paths, on_error=errors.append)
     if on_total is not None:
         on_total(sum(s.size for s in sources))
-    scans = _scan_all(sources, workers, on_bytes)
+    scans = map_scans(sources, engine or Engine(workers=workers), on_bytes)
     return merge(scans, errors=errors, t0=t0)
-
-
-def _scan_all(
-    sources: list[Source], workers: int, on_bytes: Callable[[int], None] | None
-) -> list[SourceScan]:
-    # Largest first, so one big file does not start last and run alone on one core.
-    order = sorted(sources, key=lambda s: -s.size)
-    if workers <= 1 or len(order) == 1:
-        return [scan_source(s, on_block=on_bytes) for s in order]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda s: scan_source(s, on_block=on_bytes), order))
 
 
 def _rank_states(scans: list[SourceScan]) -> dict[int, RankState]:
