@@ -51,6 +51,7 @@ from anyware.comm.transports.base import (
     copies,
     deliver,
 )
+from anyware.comm.transports.shm_fast import Plan, Views, eligible, run_plan
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -70,13 +71,19 @@ BELL, SLEEPING = 3, 4
 #: messages, a consumer only one waiting for free slots — one wake-up per message, not two
 #: (each wake-up costs ~0.3 ms when the host is oversubscribed).
 WANT_MSG, WANT_SLOT = 1, 2
-#: Spin this long before sleeping on the futex: a peer that is running answers within a few
-#: µs; on an oversubscribed host (2 cores, many processes here) spinning longer only steals
-#: the peer's core.
+#: Spin this long before yielding: a peer that is running answers within a few µs.
 SPIN_S = 20e-6
+#: Then keep polling but give the core away between polls (``sched_yield``) up to this long
+#: before sleeping on the futex. In this VM a futex wake-up costs the *waker* ~0.3 ms (the
+#: sleeper's vCPU must be woken through the hypervisor): 10× the whole small-message
+#: collective, so a waiter that sleeps early makes its peer pay that on the next message.
+#: Yielding keeps the core available to other processes on an oversubscribed host.
+YIELD_S = 5e-3
 #: Longest futex sleep; bounds the cost of a lost wake-up and sets how often liveness and the
 #: timeout are checked.
 NAP_S = 0.002
+#: Liveness and timeout are checked this often while waiting.
+CHECK_S = 0.05
 MAGIC = 0x414E59574152
 
 
@@ -172,6 +179,7 @@ class _Segment:
         self.mm = mm
         self.words = np.frombuffer(mm, dtype=np.int64)  # whole segment as int64 words
         self.bytes = torch.frombuffer(mm, dtype=torch.uint8)
+        self.u8 = np.frombuffer(mm, dtype=np.uint8)  # the fast path's byte view
         self.layout = layout
         self.bell_addr = self.words.ctypes.data + BELL * 8
 
@@ -181,6 +189,48 @@ class _Segment:
         w[BELL] = (int(w[BELL]) + 1) & 0x7FFFFFFF
         if int(w[SLEEPING]) & why:
             _futex_wake(self.bell_addr)
+
+
+class Waiter:
+    """How a rank with nothing to do waits: spin, then poll while yielding the core, then
+    announce a nap (``SLEEPING``), poll once more, and sleep on the futex that a peer rings.
+    Liveness and the timeout are checked every ``CHECK_S``. Created at the first idle poll,
+    so a message that is already there costs no clock reads."""
+
+    __slots__ = ("armed", "bell", "checked", "header", "idle_since", "me", "started", "transport")
+
+    def __init__(self, transport: ShmTransport, header: Header) -> None:
+        self.transport, self.header = transport, header
+        self.me = transport._segs[transport.rank]
+        self.started = self.idle_since = self.checked = time.perf_counter()
+        self.armed, self.bell = False, 0
+
+    def moved(self) -> None:
+        if self.armed:  # the last poll before the nap found work: not asleep after all
+            self.me.words[SLEEPING] = 0
+            self.armed = False
+        self.idle_since = time.perf_counter()
+
+    def idle(self, want: int, peer: int, what: str) -> None:
+        now = time.perf_counter()
+        idle = now - self.idle_since
+        if idle < SPIN_S:
+            return
+        if now - self.checked > CHECK_S:
+            self.checked = now
+            self.transport._check_peer(peer, self.header, self.started, what)
+        if idle < YIELD_S:
+            os.sched_yield()
+            return
+        me = self.me
+        if not self.armed:  # announce the nap, then poll once more before taking it
+            self.bell = int(me.words[BELL])
+            me.words[SLEEPING] = want
+            self.armed = True
+            return
+        _futex_wait(me.bell_addr, self.bell, NAP_S)
+        me.words[SLEEPING] = 0
+        self.armed = False
 
 
 class ShmTransport:
@@ -233,6 +283,29 @@ class ShmTransport:
         finally:
             path.unlink(missing_ok=True)
         self._pids = {p: int(self._segs[p].words[1]) for p in self.peers}
+        lay = self.layout
+        # The fast path's precomputed addresses: per peer, where our messages to it go (its
+        # segment) and where its messages to us arrive (ours).
+        self.tx = {
+            p: (
+                self._segs[p],
+                lay.posted(rank) // 8,
+                lay.consumed(rank) // 8,
+                tuple(lay.slot(rank, k) for k in range(NSLOTS)),
+            )
+            for p in self.peers
+        }
+        self.rx = {
+            p: (
+                lay.posted(p) // 8,
+                lay.consumed(p) // 8,
+                tuple(lay.slot(p, k) for k in range(NSLOTS)),
+                self._segs[p],
+            )
+            for p in self.peers
+        }
+        self.views = Views()
+        self._plans: dict[tuple[Any, ...], tuple[Schedule, Plan | None]] = {}
 
     # -- signalling ------------------------------------------------------------------------
     def _abort(self) -> None:
@@ -250,7 +323,7 @@ class ShmTransport:
                 f"rank {peer} (pid {self._pids[peer]}) died during {header.collective} "
                 f"#{header.seq}; rank {self.rank} was waiting for {what}"
             )
-        if time.monotonic() - started > self.timeout_s:
+        if time.perf_counter() - started > self.timeout_s:
             raise CommTimeoutError(
                 f"rank {self.rank} waited {self.timeout_s:g} s for {what} from rank {peer} in "
                 f"{header.collective} #{header.seq}; rank {peer} never arrived (hung, or skipped "
@@ -285,8 +358,7 @@ class ShmTransport:
                     dst = staged.setdefault(i, torch.empty_like(dst))
                 per = lay.slot_bytes // dst.element_size()
                 recvs.append([i, rv.peer, dst, per, max(1, -(-dst.numel() // per)), 0])
-        started = time.monotonic()
-        idle_since, armed, bell, checked = 0.0, False, 0, started
+        waiter: Waiter | None = None
         while sends or recvs:
             moved = False
             busy: set[int] = set()
@@ -338,37 +410,41 @@ class ShmTransport:
                 r[5] = k + 1
                 moved = True
             recvs = [r for r in recvs if r[5] < r[4]]
-            if moved:
-                if armed:  # the last poll before the nap found work: not asleep after all
-                    me.words[SLEEPING] = 0
-                idle_since, armed = 0.0, False
-                continue
-            now = time.perf_counter()
-            if not idle_since:
-                idle_since = now
-                continue
-            if now - idle_since < SPIN_S:
-                continue
-            if not armed:  # announce the nap, then poll once more before taking it
-                bell = int(me.words[BELL])
-                me.words[SLEEPING] = (WANT_MSG if recvs else 0) | (WANT_SLOT if sends else 0)
-                armed = True
-                continue
-            _futex_wait(me.bell_addr, bell, NAP_S)
-            me.words[SLEEPING] = 0
-            armed = False
-            mono = time.monotonic()
-            if mono - checked > 0.05:  # liveness and timeout, ~20 times a second
-                checked = mono
-                if recvs:
-                    self._check_peer(recvs[0][1], header, started, "a message")
-                else:
-                    self._check_peer(sends[0][0], header, started, "a free slot")
+            if waiter is None:
+                if not moved:
+                    waiter = Waiter(self, header)
+            elif moved:
+                waiter.moved()
+            elif recvs:
+                waiter.idle(WANT_MSG | (WANT_SLOT if sends else 0), recvs[0][1], "a message")
+            elif sends:
+                waiter.idle(WANT_SLOT, sends[0][0], "a free slot")
+
+    def plan(
+        self, schedule: Schedule, dtype: torch.dtype, op: ReduceOp, header: Header
+    ) -> Plan | None:
+        """The compiled fast-path plan for this call shape, or None when a message needs
+        more than one slot (then the general loop streams it)."""
+        key = (id(schedule), dtype, op, header.collective, header.numel, header.algo)
+        hit = self._plans.get(key)
+        if hit is not None and hit[0] is schedule:
+            return hit[1]
+        itemsize = torch.empty(0, dtype=dtype).element_size()
+        ok = eligible(schedule, self.peers, self.layout.slot_bytes, itemsize)
+        plan = Plan(schedule, dtype, op, header) if ok else None
+        if len(self._plans) > 1024:
+            self._plans.clear()
+        self._plans[key] = (schedule, plan)
+        return plan
 
     def run(
         self, schedule: Schedule, buffers: dict[Buf, torch.Tensor], op: ReduceOp, header: Header
     ) -> None:
         try:
+            plan = self.plan(schedule, buffers[Buf.IN].dtype, op, header)
+            if plan is not None:
+                run_plan(self, plan, buffers, header.seq, header)
+                return
             for rnd in schedule.rounds:
                 copies(buffers, rnd.pre)
                 staged: dict[int, torch.Tensor] = {}
@@ -386,6 +462,6 @@ class ShmTransport:
         self._closed = True
         segs, self._segs = self._segs, {}
         for seg in segs.values():
-            del seg.words, seg.bytes
+            del seg.words, seg.bytes, seg.u8
             with contextlib.suppress(BufferError):
                 seg.mm.close()
