@@ -55,13 +55,16 @@ def __getattr__(name: str) -> Any:
     if name in _API:
         from anyware.comm import api
 
-        return getattr(api, name)
-    if name in ("moe_dispatch", "moe_combine"):
+        value = getattr(api, name)
+    elif name in ("moe_dispatch", "moe_combine"):
         from anyware.comm import moe
 
-        return getattr(moe, name.removeprefix("moe_"))
-    if name in ("CommError", "CommMismatchError", "CommTimeoutError"):
+        value = getattr(moe, name.removeprefix("moe_"))
+    elif name in ("CommError", "CommMismatchError", "CommTimeoutError"):
         from anyware.comm import errors
 
-        return getattr(errors, name)
-    raise AttributeError(f"module 'anyware.comm' has no attribute {name!r}")
+        value = getattr(errors, name)
+    else:
+        raise AttributeError(f"module 'anyware.comm' has no attribute {name!r}")
+    globals()[name] = value  # resolved once: `comm.all_reduce` is on the latency path
+    return value

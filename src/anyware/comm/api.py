@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -74,7 +75,7 @@ def _flat(t: torch.Tensor, name: str) -> tuple[torch.Tensor, Callable[[], None]]
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.is_contiguous():
-        return t.view(-1), lambda: None
+        return t.view(-1), _nothing
     flat = t.contiguous().view(-1)
 
     def back() -> None:
@@ -88,20 +89,6 @@ def _args(rank: int, world: int, count: int, itemsize: int, ranks_per_host: int)
     """Arguments are validated once per shape, not on every call (the latency path)."""
     return Args(
         rank=rank, world=world, count=count, itemsize=itemsize, ranks_per_host=ranks_per_host
-    )
-
-
-@functools.lru_cache(maxsize=1024)
-def _a2a_args(
-    rank: int, world: int, itemsize: int, send: tuple[int, ...], recv: tuple[int, ...], rph: int
-) -> Args:
-    return Args(
-        rank=rank,
-        world=world,
-        itemsize=itemsize,
-        send_counts=send,
-        recv_counts=recv,
-        ranks_per_host=rph,
     )
 
 
@@ -136,10 +123,11 @@ def _finisher(
     back: Callable[[], None], rop: ReduceOp, t: torch.Tensor, world: int
 ) -> Callable[[], None]:
     """Divide ``t`` by the world size for an average, then copy results back."""
+    if rop is not ReduceOp.AVG:
+        return back
 
     def finish() -> None:
-        if rop is ReduceOp.AVG:
-            t.div_(world)
+        t.div_(world)
         back()
 
     return finish
@@ -350,26 +338,19 @@ def all_to_all(
     ``input_split_sizes``), send piece j to rank j, and concatenate what arrives into
     ``output`` (equally, or by ``output_split_sizes``)."""
     comm = communicator(group)
-    p = comm.world
     inp, _ = _flat(input, "input")
     out, back = _flat(output, "output")
     if input.dtype != output.dtype:
         raise ValueError(f"input is {input.dtype} but output is {output.dtype}; use one dtype")
-    row_in = inp.numel() // input.shape[0] if input.dim() and input.shape[0] else 1
-    row_out = out.numel() // output.shape[0] if output.dim() and output.shape[0] else 1
-    send = _splits(input_split_sizes, input, p, "input")
-    recv = _splits(output_split_sizes, output, p, "output")
-    if input.dim() and output.dim() and input.shape[1:] != output.shape[1:]:
-        raise ValueError(
-            f"input rows {tuple(input.shape[1:])} differ from output rows {tuple(output.shape[1:])}"
-        )
-    args = _a2a_args(
+    args = _a2a_shape(
         comm.rank,
-        p,
-        inp.element_size(),
-        tuple(s * row_in for s in send),
-        tuple(r * row_out for r in recv),
+        comm.world,
         comm.ranks_per_host,
+        inp.element_size(),
+        input.shape,
+        output.shape,
+        None if input_split_sizes is None else tuple(int(s) for s in input_split_sizes),
+        None if output_split_sizes is None else tuple(int(s) for s in output_split_sizes),
     )
     given = input_split_sizes is not None or output_split_sizes is not None
     chosen = algo if algo is not None or not given else "pairwise"  # ranks must agree
@@ -380,20 +361,50 @@ def all_to_all(
     )
 
 
-def _splits(sizes: Sequence[int] | None, t: torch.Tensor, p: int, name: str) -> list[int]:
-    rows = t.shape[0] if t.dim() else t.numel()
+@functools.lru_cache(maxsize=1024)
+def _a2a_shape(
+    rank: int,
+    p: int,
+    rph: int,
+    itemsize: int,
+    in_shape: torch.Size,
+    out_shape: torch.Size,
+    in_splits: tuple[int, ...] | None,
+    out_splits: tuple[int, ...] | None,
+) -> Args:
+    """Validate an all-to-all's shapes and splits once per call shape (the latency path):
+    element counts per peer, or a ``ValueError`` naming the bad argument."""
+    row_in = math.prod(in_shape[1:]) if in_shape else 1
+    row_out = math.prod(out_shape[1:]) if out_shape else 1
+    send = _splits(in_splits, in_shape, p, "input")
+    recv = _splits(out_splits, out_shape, p, "output")
+    if in_shape and out_shape and in_shape[1:] != out_shape[1:]:
+        raise ValueError(
+            f"input rows {tuple(in_shape[1:])} differ from output rows {tuple(out_shape[1:])}"
+        )
+    return Args(
+        rank=rank,
+        world=p,
+        itemsize=itemsize,
+        send_counts=tuple(s * row_in for s in send),
+        recv_counts=tuple(r * row_out for r in recv),
+        ranks_per_host=rph,
+    )
+
+
+def _splits(sizes: tuple[int, ...] | None, shape: torch.Size, p: int, name: str) -> list[int]:
+    rows = shape[0] if shape else 1
     if sizes is None:
         if rows % p:
             raise ValueError(
                 f"{name} has {rows} rows, not divisible by the world size {p}; pass {name}_split_sizes"
             )
         return [rows // p] * p
-    sizes = [int(s) for s in sizes]
     if len(sizes) != p or any(s < 0 for s in sizes) or sum(sizes) != rows:
         raise ValueError(
-            f"{name}_split_sizes {sizes} must be {p} non-negative sizes summing to {rows} (the rows of {name})"
+            f"{name}_split_sizes {list(sizes)} must be {p} non-negative sizes summing to {rows} (the rows of {name})"
         )
-    return sizes
+    return list(sizes)
 
 
 def barrier(group: Any = None) -> None:

@@ -104,6 +104,7 @@ class Communicator:
         self.last_algo = ""
         self._choices: dict[tuple[Collective, int, bool], Algorithm] = {}
         self._named: dict[tuple[Collective, str], Algorithm] = {}
+        self._calls: dict[tuple[Any, ...], tuple[str, Schedule, int]] = {}
         self._empty: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
         self._codes = {(c, n): i + 1 for c, t in REGISTRY.items() for i, n in enumerate(t)}
         self._lock = threading.Lock()
@@ -253,16 +254,24 @@ class Communicator:
         bump: bool = True,
     ) -> str:
         """Run one collective synchronously; returns the algorithm's name."""
-        dtype = buffers[Buf.IN].dtype
-        nbytes = (
-            max(buffers[Buf.IN].numel(), buffers[Buf.OUT].numel()) * buffers[Buf.IN].element_size()
-        )
-        if coll in (Collective.REDUCE_SCATTER,):
-            nbytes = buffers[Buf.IN].numel() * buffers[Buf.IN].element_size()
-        chosen = self.pick(coll, args, nbytes, algo)
-        self.last_algo = chosen.name
-        sched = build(chosen, args)
-        device = buffers[Buf.IN].device
+        inp = buffers[Buf.IN]
+        dtype, device = inp.dtype, inp.device
+        # Everything but the call number is a function of the call's shape: the algorithm,
+        # its schedule and header codes are looked up once per shape (the latency path).
+        key = (coll, args, algo, dtype, op, numel, device)
+        hit = self._calls.get(key)
+        if hit is None:
+            out = buffers[Buf.OUT]
+            nbytes = max(inp.numel(), out.numel()) * inp.element_size()
+            if coll is Collective.REDUCE_SCATTER:
+                nbytes = inp.numel() * inp.element_size()
+            chosen = self.pick(coll, args, nbytes, algo)
+            hit = (chosen.name, build(chosen, args), self._codes[(coll, chosen.name)])
+            if len(self._calls) > 4096:
+                self._calls.clear()
+            self._calls[key] = hit
+        name, sched, code = hit
+        self.last_algo = name
         if sched.tmp_count:
             buffers[Buf.TMP] = torch.empty(sched.tmp_count, dtype=dtype, device=device)
         else:  # most schedules need no scratch: skip the allocation on the latency path
@@ -270,7 +279,6 @@ class Communicator:
             if empty is None:
                 empty = self._empty[(dtype, device)] = torch.empty(0, dtype=dtype, device=device)
             buffers[Buf.TMP] = empty
-        code = self._codes[(coll, chosen.name)]
         header = Header(
             seq=self.seq if bump else -2,
             collective=coll.value,
@@ -283,22 +291,21 @@ class Communicator:
             self.seq += 1
         transport = self.transport if device.type == "cpu" else self.p2p
         transport.run(sched, buffers, op, header)
-        return chosen.name
+        return name
 
     def submit(self, fn: Any, async_op: bool) -> Any:
         """Run ``fn`` now (after queued async work), or queue it and return a future."""
         if not async_op:
-            self.drain()
-            with self._lock, torch.no_grad():
-                return fn()
+            if self._pending:
+                self.drain()
+            with self._lock:
+                return _no_grad(fn)
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="anyware-comm")
 
         def locked() -> Any:
-            # Grad mode is per thread: a collective writes into its buffers without recording
-            # autograd history, also when the caller is inside an autograd Function's forward.
-            with self._lock, torch.no_grad():
-                return fn()
+            with self._lock:
+                return _no_grad(fn)
 
         fut = self._pool.submit(locked)
         self._pending.append(fut)
@@ -313,6 +320,20 @@ class Communicator:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         self.transport.close()
+
+
+def _no_grad(fn: Any) -> Any:
+    """``fn()`` with grad mode off: a collective writes into its buffers without recording
+    autograd history, also when the caller is inside an autograd Function's forward. Grad
+    mode is per thread. The raw switch costs 0.2 µs where ``with torch.no_grad()`` costs 4,
+    a tenth of a whole small collective on the shared-memory fast path."""
+    if not torch.is_grad_enabled():
+        return fn()
+    torch._C._set_grad_enabled(False)
+    try:
+        return fn()
+    finally:
+        torch._C._set_grad_enabled(True)
 
 
 _CACHE: dict[

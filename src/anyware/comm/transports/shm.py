@@ -27,7 +27,6 @@ the peer it waits on: a set flag (the peer raised) or a dead pid ends the wait a
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import mmap
 import os
 import platform
@@ -37,7 +36,6 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from anyware.comm.errors import CommError, CommTimeoutError
@@ -52,6 +50,14 @@ from anyware.comm.transports.base import (
     deliver,
 )
 from anyware.comm.transports.shm_fast import Plan, Views, eligible, run_plan
+from anyware.comm.transports.shm_wait import (
+    CTRL_WORDS,
+    NSLOTS,
+    WANT_MSG,
+    WANT_SLOT,
+    Segment,
+    Waiter,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -60,30 +66,10 @@ if TYPE_CHECKING:
 
 SHM_DIR = Path("/dev/shm")
 PREFIX = "anyware-comm-"
-NSLOTS = 4
 #: 1 MiB slots: a 16 MiB message is 16 chunks (Python overhead ~10 µs each, <2% of the copy
 #: time), and a segment for 3 peers stays at 12 MiB.
 SLOT_BYTES = 1 << 20
 LINE = 64  # bytes; every counter on its own cache line
-CTRL_WORDS = 8  # magic, pid, aborted, bell, sleeping, ...
-BELL, SLEEPING = 3, 4
-#: What a sleeper waits for (bits of SLEEPING): a sender rings only a rank waiting for
-#: messages, a consumer only one waiting for free slots — one wake-up per message, not two
-#: (each wake-up costs ~0.3 ms when the host is oversubscribed).
-WANT_MSG, WANT_SLOT = 1, 2
-#: Spin this long before yielding: a peer that is running answers within a few µs.
-SPIN_S = 20e-6
-#: Then keep polling but give the core away between polls (``sched_yield``) up to this long
-#: before sleeping on the futex. In this VM a futex wake-up costs the *waker* ~0.3 ms (the
-#: sleeper's vCPU must be woken through the hypervisor): 10× the whole small-message
-#: collective, so a waiter that sleeps early makes its peer pay that on the next message.
-#: Yielding keeps the core available to other processes on an oversubscribed host.
-YIELD_S = 5e-3
-#: Longest futex sleep; bounds the cost of a lost wake-up and sets how often liveness and the
-#: timeout are checked.
-NAP_S = 0.002
-#: Liveness and timeout are checked this often while waiting.
-CHECK_S = 0.05
 MAGIC = 0x414E59574152
 
 
@@ -127,34 +113,6 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-_SYS_FUTEX = 202  # x86-64
-_FUTEX_WAIT, _FUTEX_WAKE = 0, 1
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-class _Timespec(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
-
-
-def _futex_wait(addr: int, expected: int, timeout_s: float) -> None:
-    ts = _Timespec(int(timeout_s), int((timeout_s % 1) * 1e9))
-    _libc.syscall(
-        _SYS_FUTEX,
-        ctypes.c_void_p(addr),
-        _FUTEX_WAIT,
-        ctypes.c_int(expected),
-        ctypes.byref(ts),
-        None,
-        0,
-    )
-
-
-def _futex_wake(addr: int) -> None:
-    _libc.syscall(
-        _SYS_FUTEX, ctypes.c_void_p(addr), _FUTEX_WAKE, ctypes.c_int(1 << 30), None, None, 0
-    )
-
-
 class _Layout:
     """Byte offsets inside one rank's segment; identical arithmetic on every rank."""
 
@@ -172,65 +130,6 @@ class _Layout:
 
     def slot(self, src: int, k: int) -> int:
         return LINE + src * self.chan_stride + 2 * LINE + k * self.slot_stride
-
-
-class _Segment:
-    def __init__(self, mm: mmap.mmap, layout: _Layout) -> None:
-        self.mm = mm
-        self.words = np.frombuffer(mm, dtype=np.int64)  # whole segment as int64 words
-        self.bytes = torch.frombuffer(mm, dtype=torch.uint8)
-        self.u8 = np.frombuffer(mm, dtype=np.uint8)  # the fast path's byte view
-        self.layout = layout
-        self.bell_addr = self.words.ctypes.data + BELL * 8
-
-    def ring(self, why: int) -> None:
-        """Tell the owner something changed; wake it if it sleeps waiting for ``why``."""
-        w = self.words
-        w[BELL] = (int(w[BELL]) + 1) & 0x7FFFFFFF
-        if int(w[SLEEPING]) & why:
-            _futex_wake(self.bell_addr)
-
-
-class Waiter:
-    """How a rank with nothing to do waits: spin, then poll while yielding the core, then
-    announce a nap (``SLEEPING``), poll once more, and sleep on the futex that a peer rings.
-    Liveness and the timeout are checked every ``CHECK_S``. Created at the first idle poll,
-    so a message that is already there costs no clock reads."""
-
-    __slots__ = ("armed", "bell", "checked", "header", "idle_since", "me", "started", "transport")
-
-    def __init__(self, transport: ShmTransport, header: Header) -> None:
-        self.transport, self.header = transport, header
-        self.me = transport._segs[transport.rank]
-        self.started = self.idle_since = self.checked = time.perf_counter()
-        self.armed, self.bell = False, 0
-
-    def moved(self) -> None:
-        if self.armed:  # the last poll before the nap found work: not asleep after all
-            self.me.words[SLEEPING] = 0
-            self.armed = False
-        self.idle_since = time.perf_counter()
-
-    def idle(self, want: int, peer: int, what: str) -> None:
-        now = time.perf_counter()
-        idle = now - self.idle_since
-        if idle < SPIN_S:
-            return
-        if now - self.checked > CHECK_S:
-            self.checked = now
-            self.transport._check_peer(peer, self.header, self.started, what)
-        if idle < YIELD_S:
-            os.sched_yield()
-            return
-        me = self.me
-        if not self.armed:  # announce the nap, then poll once more before taking it
-            self.bell = int(me.words[BELL])
-            me.words[SLEEPING] = want
-            self.armed = True
-            return
-        _futex_wait(me.bell_addr, self.bell, NAP_S)
-        me.words[SLEEPING] = 0
-        self.armed = False
 
 
 class ShmTransport:
@@ -257,7 +156,7 @@ class ShmTransport:
         self.layout = _Layout(world, slot_bytes)
         self._send_seq = [0] * world
         self._recv_seq = [0] * world
-        self._segs: dict[int, _Segment] = {}
+        self._segs: dict[int, Segment] = {}
         self._closed = False
         sweep_stale()
         token = exchange(uuid.uuid4().hex[:12])[0]
@@ -270,19 +169,20 @@ class ShmTransport:
         finally:
             os.close(fd)
         try:
-            self._segs[rank] = seg = _Segment(mm, self.layout)
+            self._segs[rank] = seg = Segment(mm)
             seg.words[:CTRL_WORDS] = [MAGIC, os.getpid(), 0, 0, 0, 0, 0, 0]
             names = exchange(name)
             for p in self.peers:
                 pfd = os.open(SHM_DIR / names[p], os.O_RDWR)
                 try:
-                    self._segs[p] = _Segment(mmap.mmap(pfd, self.layout.size), self.layout)
+                    self._segs[p] = Segment(mmap.mmap(pfd, self.layout.size))
                 finally:
                     os.close(pfd)
             barrier()  # everyone mapped everything: names can go
         finally:
             path.unlink(missing_ok=True)
         self._pids = {p: int(self._segs[p].words[1]) for p in self.peers}
+        self.me = self._segs[rank]
         lay = self.layout
         # The fast path's precomputed addresses: per peer, where our messages to it go (its
         # segment) and where its messages to us arrive (ours).

@@ -27,6 +27,7 @@ import torch
 from anyware.comm.reduce_ops import ReduceOp, combine
 from anyware.comm.schedule import Buf
 from anyware.comm.transports.base import HEADER_BYTES, HEADER_WORDS, Header
+from anyware.comm.transports.shm_wait import NSLOTS, WANT_MSG, WANT_SLOT, Waiter
 
 if TYPE_CHECKING:
     from anyware.comm.schedule import Recv, Schedule, Send, Span
@@ -68,13 +69,24 @@ class Plan:
       count, scratch or None, index]``.
     """
 
-    __slots__ = ("dtype", "itemsize", "np_dtype", "op", "rounds", "schedule", "ufunc", "used")
+    __slots__ = (
+        "dtype",
+        "itemsize",
+        "np_dtype",
+        "op",
+        "quiet",
+        "rounds",
+        "schedule",
+        "ufunc",
+        "used",
+    )
 
     def __init__(self, schedule: Schedule, dtype: torch.dtype, op: ReduceOp, header: Header):
         self.schedule, self.dtype, self.op = schedule, dtype, op
         self.itemsize = torch.empty(0, dtype=dtype).element_size()
         self.np_dtype = _NUMPY.get(dtype)
         self.ufunc = _UFUNC[op]
+        self.quiet = dtype.is_floating_point
         used: set[int] = set()
         size = self.itemsize
 
@@ -142,68 +154,65 @@ def run_plan(
     sh: ShmTransport, plan: Plan, buffers: dict[Buf, torch.Tensor], seq: int, header: Header
 ) -> None:
     """Run a compiled plan; ``seq`` is this call's number (header word 0)."""
-    from anyware.comm.transports.shm import NSLOTS, WANT_MSG, WANT_SLOT, Waiter
-
     mem: list[Any] = [None, None, None]
+    views = sh.views
     for b in plan.used:
-        mem[b] = sh.views.get(buffers[_BUFS[b]])
+        mem[b] = views.get(buffers[_BUFS[b]])
     tx, rx, send_seq, recv_seq = sh.tx, sh.rx, sh._send_seq, sh._recv_seq
-    me = sh._segs[sh.rank]
-    words, u8 = me.words, me.u8
-    npdt, uf = plan.np_dtype, plan.ufunc
+    words, u8 = sh.me.words, sh.me.u8
     for pre, sends, recvs, post, staged in plan.rounds:
         for sb, so, db, do, n in pre:
             mem[db][do : do + n] = mem[sb][so : so + n]
-        held: list[tuple[Any, Any]] = []
+        held: list[Any] = []
         waiter: Waiter | None = None
-        s_left: list[Any] = list(sends)
-        r_left: list[Any] = list(recvs)
+        s_left: Any = sends
+        r_left: Any = recvs
         while s_left or r_left:
             moved = False
             if s_left:
-                busy: set[int] = set()
+                busy = 0  # bit per peer: one message per peer per poll keeps each channel FIFO
                 rest: list[Any] = []
                 for snd in s_left:
                     peer = snd[0]
-                    if peer in busy:
+                    bit = 1 << peer
+                    if busy & bit:
                         rest.append(snd)
                         continue
-                    busy.add(peer)
+                    busy |= bit
                     seg, posted_w, consumed_w, slots = tx[peer]
                     k = send_seq[peer]
-                    if k - int(seg.words[consumed_w]) >= NSLOTS:
+                    sw = seg.words
+                    if k - int(sw[consumed_w]) >= NSLOTS:
                         rest.append(snd)
                         continue
                     at = slots[k % NSLOTS]
                     hdr = snd[4]
                     hdr[0] = seq
-                    w = at >> 3
-                    seg.words[w : w + HEADER_WORDS] = hdr
-                    n, off = snd[3], snd[2]
-                    d = at + HEADER_BYTES
+                    sw[at >> 3 : (at >> 3) + HEADER_WORDS] = hdr
+                    d, off, n = at + HEADER_BYTES, snd[2], snd[3]
                     seg.u8[d : d + n] = mem[snd[1]][off : off + n]
                     send_seq[peer] = k + 1
-                    seg.words[posted_w] = k + 1
+                    sw[posted_w] = k + 1  # after the data: x86-64 keeps stores in order
                     seg.ring(WANT_MSG)
                     moved = True
                 s_left = rest
             if r_left:
-                busy = set()
+                busy = 0
                 rest = []
                 for rcv in r_left:
                     peer = rcv[0]
-                    if peer in busy:
+                    bit = 1 << peer
+                    if busy & bit:
                         rest.append(rcv)
                         continue
-                    busy.add(peer)
+                    busy |= bit
                     posted_w, consumed_w, slots, owner = rx[peer]
                     k = recv_seq[peer]
                     if int(words[posted_w]) <= k:
                         rest.append(rcv)
                         continue
                     at = slots[k % NSLOTS]
-                    w = at >> 3
-                    got = words[w : w + HEADER_WORDS].tolist()
+                    got = words[at >> 3 : (at >> 3) + HEADER_WORDS].tolist()
                     want = rcv[4]
                     want[0] = seq
                     if got != want:
@@ -213,49 +222,46 @@ def run_plan(
                     if staged:
                         scratch = rcv[8]
                         scratch[:] = src
-                        held.append((rcv, scratch))
+                        held.append(rcv)
                     else:
-                        _apply(plan, buffers, mem, rcv, src, npdt, uf)
+                        _apply(plan, buffers, mem, rcv, src)
                     recv_seq[peer] = k + 1
                     words[consumed_w] = k + 1
                     owner.ring(WANT_SLOT)
                     moved = True
                 r_left = rest
-            if waiter is None:
-                if not moved:
-                    waiter = Waiter(sh, header)
-            elif moved:
-                waiter.moved()
+            if moved:
+                if waiter is not None:
+                    waiter.moved()
+            elif waiter is None:
+                waiter = Waiter(sh, header)
             elif r_left:
-                want_bits = WANT_MSG | (WANT_SLOT if s_left else 0)
-                waiter.idle(want_bits, r_left[0][0], "a message")
+                waiter.idle(WANT_MSG | (WANT_SLOT if s_left else 0), r_left[0][0], "a message")
             else:
                 waiter.idle(WANT_SLOT, s_left[0][0], "a free slot")
         if held:
-            held.sort(key=lambda h: h[0][9])
-            for rcv, scratch in held:
-                _apply(plan, buffers, mem, rcv, scratch, npdt, uf)
+            held.sort(key=lambda r: r[9])
+            for rcv in held:
+                _apply(plan, buffers, mem, rcv, rcv[8])
         for sb, so, db, do, n in post:
             mem[db][do : do + n] = mem[sb][so : so + n]
 
 
 def _apply(
-    plan: Plan,
-    buffers: dict[Buf, torch.Tensor],
-    mem: list[Any],
-    rcv: Any,
-    src: np.ndarray,
-    npdt: Any,
-    uf: Any,
+    plan: Plan, buffers: dict[Buf, torch.Tensor], mem: list[Any], rcv: Any, src: np.ndarray
 ) -> None:
     """Copy or combine one received message (bytes in ``src``) into its span."""
     b, off, n = rcv[1], rcv[2], rcv[3]
     if not rcv[5]:
         mem[b][off : off + n] = src
-    elif npdt is not None:
+    elif plan.np_dtype is not None:
+        npdt = plan.np_dtype
         dst = mem[b][off : off + n].view(npdt)
-        with np.errstate(over="ignore", invalid="ignore"):  # inf/nan as torch makes them, silently
-            uf(dst, src.view(npdt), out=dst)
+        if plan.quiet:  # inf/nan as torch makes them, without numpy's warnings
+            with np.errstate(over="ignore", invalid="ignore"):
+                plan.ufunc(dst, src.view(npdt), out=dst)
+        else:
+            plan.ufunc(dst, src.view(npdt), out=dst)
     else:
         el = rcv[6]
         dst_t = buffers[_BUFS[b]][el : el + rcv[7]]
