@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from anyware.logs import signatures
@@ -108,3 +111,20 @@ def test_registry_codes_docs_and_lookup() -> None:
     assert signatures.get("log003").code == "LOG003"
     with pytest.raises(KeyError, match="did you mean LOG003"):
         signatures.get("LOG0003")
+
+
+def test_first_load_from_many_threads_sees_every_signature() -> None:
+    # A fresh interpreter, so the registry really is loaded for the first time here.
+    code = (
+        "import threading\n"
+        "from anyware.logs import signatures\n"
+        "b = threading.Barrier(8); out = []\n"
+        "def go():\n"
+        "    b.wait(); out.append(len(signatures.all_signatures()))\n"
+        "ts = [threading.Thread(target=go) for _ in range(8)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\n"
+        "print(sorted(out))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str([13] * 8)

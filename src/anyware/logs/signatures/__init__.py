@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import threading
 
 from anyware.logs.model import Signature
 
@@ -29,6 +30,8 @@ _MODULES = (
 )
 
 _REGISTRY: dict[str, Signature] = {}
+_load_lock = threading.Lock()
+_loaded = threading.Event()
 
 
 def register(sig: Signature) -> Signature:
@@ -39,9 +42,15 @@ def register(sig: Signature) -> Signature:
 
 
 def all_signatures() -> tuple[Signature, ...]:
-    if not _REGISTRY:
-        for name in _MODULES:
-            register(importlib.import_module(f"{__name__}.{name}").SIGNATURE)
+    if not _loaded.is_set():
+        # Under a lock: ``analyze`` scans files on two threads, and a thread that saw the registry
+        # half filled by the other used to scan its file without the later signatures (a fresh
+        # process sometimes lost a rank's LOG008 traceback).
+        with _load_lock:
+            if not _loaded.is_set():
+                for name in _MODULES:
+                    register(importlib.import_module(f"{__name__}.{name}").SIGNATURE)
+                _loaded.set()
     return tuple(_REGISTRY[c] for c in sorted(_REGISTRY))
 
 
