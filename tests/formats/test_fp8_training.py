@@ -35,7 +35,7 @@ def test_report_lists_converted_and_skipped() -> None:
     m = Toy()
     m.extra = MyLinear(4, 4)
     w_before = m.fc1.weight
-    report = convert_to_fp8_training(m, recipe="rowwise")
+    report = convert_to_fp8_training(m, recipe="rowwise", keep_first=0)
     assert report.converted == ["fc1", "odd"]
     skipped = {n: reason for n, _, reason in report.skipped}
     assert set(skipped) == {"norm", "conv", "head", "extra"}
@@ -46,11 +46,34 @@ def test_report_lists_converted_and_skipped() -> None:
 
 def test_scaled_mm_skips_dims_it_cannot_take_and_rejects_block_recipes() -> None:
     m = Toy()
-    report = convert_to_fp8_training(m, recipe="tensorwise-current", gemm="scaled_mm")
+    report = convert_to_fp8_training(m, recipe="tensorwise-current", gemm="scaled_mm", keep_first=0)
     assert report.converted == ["fc1"]
     assert any(n == "odd" and "multiples of 16" in r for n, _, r in report.skipped)
     with pytest.raises(ValueError, match="gemm='emulate'"):
         convert_to_fp8_training(Toy(), recipe="mxfp8", gemm="scaled_mm")
+
+
+def test_default_keeps_first_linear_head_and_router_in_high_precision() -> None:
+    class Moe(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(8, 16)
+            self.wqkv = nn.Linear(16, 48)
+            self.gate = nn.Linear(16, 4)
+            self.router = nn.Linear(16, 4)
+            self.down = nn.Linear(16, 16)
+            self.head = nn.Linear(16, 8)
+
+    report = convert_to_fp8_training(Moe(), recipe="tensorwise-current")
+    assert report.converted == ["down"]
+    skipped = {n: reason for n, _, reason in report.skipped}
+    assert "first linear" in skipped["wqkv"]
+    assert all("skip list" in skipped[n] for n in ("gate", "router", "head"))
+    assert "not a linear" in skipped["emb"]
+    report = convert_to_fp8_training(Moe(), recipe="rowwise", keep_first=2, skip=())
+    assert report.converted == ["router", "down", "head"]
+    with pytest.raises(ValueError, match="keep_first"):
+        convert_to_fp8_training(Moe(), keep_first=-1)
 
 
 def test_bad_recipe_changes_nothing() -> None:
@@ -66,7 +89,7 @@ def test_recipe_gemms_track_fp32(recipe: str) -> None:
     ref = nn.Linear(256, 128)
     fp8 = nn.Sequential(nn.Linear(256, 128))
     fp8[0].load_state_dict(ref.state_dict())
-    convert_to_fp8_training(fp8, recipe=recipe, skip=())
+    convert_to_fp8_training(fp8, recipe=recipe, skip=(), keep_first=0)
     x = torch.randn(192, 256)
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
     g = torch.randn(192, 128)
@@ -85,7 +108,7 @@ def test_emulated_gemm_is_exactly_the_dequantised_product() -> None:
 
     torch.manual_seed(1)
     m = nn.Sequential(nn.Linear(128, 64, bias=False))
-    convert_to_fp8_training(m, recipe="rowwise", skip=())
+    convert_to_fp8_training(m, recipe="rowwise", skip=(), keep_first=0)
     x = torch.randn(32, 128)
     want = (
         fake_quantize(x, "fp8_e4m3", granularity="row")
@@ -100,8 +123,8 @@ def test_scaled_mm_matches_emulation(recipe: str) -> None:
     a = nn.Sequential(nn.Linear(64, 32))
     b = nn.Sequential(nn.Linear(64, 32))
     b.load_state_dict(a.state_dict())
-    convert_to_fp8_training(a, recipe=recipe, skip=())
-    convert_to_fp8_training(b, recipe=recipe, skip=(), gemm="scaled_mm")
+    convert_to_fp8_training(a, recipe=recipe, skip=(), keep_first=0)
+    convert_to_fp8_training(b, recipe=recipe, skip=(), keep_first=0, gemm="scaled_mm")
     x = torch.randn(48, 64)
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
     ya, yb = a(xa), b(xb)
@@ -116,7 +139,9 @@ def test_scaled_mm_matches_emulation(recipe: str) -> None:
 
 def test_delayed_scaling_uses_history_and_saturates_a_jump() -> None:
     m = nn.Sequential(nn.Linear(32, 16, bias=False))
-    convert_to_fp8_training(m, recipe="tensorwise-delayed", skip=(), amax_history_len=4)
+    convert_to_fp8_training(
+        m, recipe="tensorwise-delayed", skip=(), keep_first=0, amax_history_len=4
+    )
     layer = m[0]
     assert isinstance(layer, Float8Linear)
     x = torch.ones(4, 32)
@@ -139,7 +164,8 @@ def test_training_step_runs_for_every_recipe_on_the_gpt() -> None:
         torch.manual_seed(0)
         model = GPT(GPTConfig(vocab_size=32, seq_len=16, d_model=32, n_heads=2, n_layers=1))
         report = convert_to_fp8_training(model, recipe=recipe)
-        assert len(report.converted) == 4 and any(n == "head" for n, _, _ in report.skipped)
+        assert report.converted == ["blocks.0.attn.proj", "blocks.0.mlp.fc", "blocks.0.mlp.out"]
+        assert {"head", "blocks.0.attn.qkv"} <= {n for n, _, _ in report.skipped}
         idx = torch.randint(0, 32, (2, 16))
         _, loss = model(idx, idx)
         assert loss is not None
