@@ -14,17 +14,23 @@ preset      weights                                     activations
 
 Rounding is round-to-nearest (no GPTQ/AWQ calibration), so the numbers isolate the format.
 
-**Rotation** (``rotate=True``, QuaRot-style): 4-bit per-token activations fail on the few
+**Rotation** (``rotate=True``, QuaRot): 4-bit per-token activations fail on the few
 channels that are 10-100× larger than the rest, because one scale per token must cover them.
 An orthogonal ``R = H·diag(s)`` (randomised Walsh–Hadamard) spreads each outlier over all
-channels; since ``W x = (W Rᵀ)(R x)`` the layer's output is unchanged in exact arithmetic. The
-weight half ``W Rᵀ`` is **folded** into the stored weights once, here; the activation half
-``R x`` runs online before the activation is quantised (an O(K log K) butterfly). QuaRot also
-folds ``R`` into the *previous* layer so that no online transform is needed on the residual
-stream; that requires turning LayerNorm into RMSNorm (mean subtraction and the affine ``γ,β``
-do not commute with a rotation), which this module does not do to the user's model, so every
-converted linear keeps its online transform. Widths that are not powers of two use a
-block-diagonal Hadamard (see ``hadamard.py``).
+channels; since ``W x = (W Rᵀ)(R x)`` the layer's output is unchanged in exact arithmetic.
+
+* When the model's residual-stream wiring is known (``quarot.layout_for``: the project's GPT is
+  registered; pass ``layout=`` for another model), the rotation is QuaRot's: LayerNorms become
+  weightless RMSNorms (writers centred, ``γ``/``β`` folded into the readers), the stream itself
+  is rotated inside the embedding and linear weights (no online transform for ``qkv``/``fc``),
+  and the off-stream inputs of the out- and down-projections get an online Hadamard whose
+  weight half is folded. The model is rewritten in place; it computes the same function to
+  fp32 rounding (``quarot.py`` has the algebra).
+* Otherwise every converted linear gets its own online rotation ``R x`` before the activation
+  is quantised, with ``W Rᵀ`` folded into its weights. That is exact for any model, but the
+  quantised activation still carries the LayerNorm's ``γ``/``β``.
+
+Widths that are not powers of two use a block-diagonal Hadamard (see ``hadamard.py``).
 
 Activation quantisation is emulated exactly (fake quantisation, fp32 GEMM); the weights are
 kept both as ``QuantizedTensor`` (what a kernel would read) and dequantised for the emulation.
@@ -41,6 +47,7 @@ from torch import nn
 
 from anyware.formats.api import QuantizedTensor, dequantize, fake_quantize, quantize_tensor
 from anyware.formats.hadamard import hadamard_transform, random_signs
+from anyware.formats.quarot import FuseReport, ResidualLayout, fuse_rotation, layout_for
 from anyware.formats.spec import parse_choice
 from anyware.formats.training import plan_linear_swaps, swap_modules
 
@@ -89,9 +96,14 @@ class PTQConfig:
     """Module names kept in high precision (the output head by default)."""
     seed: int = 0
     """Seed of the rotation's random signs."""
+    layout: ResidualLayout | None = None
+    """Residual-stream wiring for QuaRot's fused rotation (default: the registered layout of
+    the model's class; none registered: per-linear online rotation)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "preset", parse_choice(Preset, self.preset, "PTQ preset"))
+        if self.layout is not None and not self.rotate:
+            raise ValueError("PTQ layout= only applies with rotate=True")
         if self.group_size is not None and self.group_size <= 0:
             raise ValueError(f"group_size must be positive, got {self.group_size}")
 
@@ -99,14 +111,16 @@ class PTQConfig:
 class QuantLinear(nn.Module):
     """A linear layer with stored quantised weights and fake-quantised activations."""
 
-    def __init__(self, linear: nn.Linear, config: PTQConfig, seed: int) -> None:
+    def __init__(
+        self, linear: nn.Linear, config: PTQConfig, seed: int, *, online_rotate: bool | None = None
+    ) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.scheme = _scheme(config.preset, config.group_size)
         self.preset = config.preset
         w = linear.weight.detach().float()
         self.signs: torch.Tensor | None = None
-        if config.rotate:
+        if config.rotate if online_rotate is None else online_rotate:
             self.signs = random_signs(self.in_features, seed=seed).to(w.device)
             w = hadamard_transform(w, signs=self.signs)  # W·Rᵀ, row by row
         self.qweight: QuantizedTensor = quantize_tensor(
@@ -140,19 +154,41 @@ class PTQReport:
     """Dotted names of the swapped linears."""
     skipped: list[tuple[str, str, str]] = field(default_factory=list)
     """``(name, type, reason)`` for each parameter-holding leaf module left in high precision."""
+    rotation: str = "none"
+    """``none``, ``quarot`` (stream rotation fused into the weights) or ``online`` (per linear)."""
+    online: list[str] = field(default_factory=list)
+    """Converted linears whose input gets an online Hadamard."""
+    fused: FuseReport | None = None
+    """What the QuaRot fuse rewrote (norms, untied weights), when it ran."""
 
 
 @torch.no_grad()
 def quantize_model(model: nn.Module, preset: str | Preset, **options: Any) -> PTQReport:
     """Apply ``preset`` to every ``nn.Linear`` of ``model`` in place (``PTQConfig`` options:
-    ``rotate``, ``group_size``, ``skip``, ``seed``). All new modules are built before any is
-    swapped in, so an error leaves the model untouched."""
+    ``rotate``, ``group_size``, ``skip``, ``seed``, ``layout``). Options and the layout are
+    validated, and all new modules built, before any is swapped in, so a bad input leaves the
+    model untouched (the QuaRot fuse, which runs first, keeps the model's function)."""
     config = PTQConfig(preset=preset, **options)  # type: ignore[arg-type]
     convert, skipped = plan_linear_swaps(model, config.skip)
+    layout = (config.layout or layout_for(model)) if config.rotate else None
+    fused = None
+    readers: set[str] = set()
+    if layout is not None:
+        # exact rewrite (same function), validated before it changes anything
+        fused = fuse_rotation(model, layout, seed=config.seed)
+        readers = {r for _, rs in layout.norms for r in rs}
     new: dict[str, nn.Module] = {}
+    online: list[str] = []
     for i, name in enumerate(convert):
         lin = model.get_submodule(name)
         assert isinstance(lin, nn.Linear)
-        new[name] = QuantLinear(lin, config, seed=config.seed * 7919 + i)
+        rot = config.rotate and name not in readers
+        if rot:
+            online.append(name)
+        new[name] = QuantLinear(lin, config, seed=config.seed * 7919 + i, online_rotate=rot)
     swap_modules(model, new)
-    return PTQReport(preset=config.preset, rotate=config.rotate, converted=convert, skipped=skipped)
+    rotation = "none" if not config.rotate else "quarot" if fused is not None else "online"
+    return PTQReport(
+        preset=config.preset, rotate=config.rotate, converted=convert, skipped=skipped,
+        rotation=rotation, online=online, fused=fused,
+    )  # fmt: skip
