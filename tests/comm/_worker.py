@@ -325,7 +325,93 @@ def features(rank: int, world: int) -> dict[str, Any]:
     return out
 
 
-SCENARIOS = {"matrix": matrix, "errors": errors, "die": die, "features": features}
+def fastpath(rank: int, world: int) -> dict[str, Any]:
+    """The shared-memory fast path (compiled plans) against the general loop: same bits for
+    every allreduce / all-to-all algorithm, dtype and op; used exactly when every message
+    fits in one slot."""
+    from anyware.comm.transports import shm
+
+    c = comm.communicator(None, transport="shm", timeout_s=30, calibrate=False)
+    tr = c.transport
+    assert isinstance(tr, shm.ShmTransport)
+    calls = {"fast": 0}
+    real_run_plan = shm.run_plan
+
+    def counting(*a: Any) -> None:
+        calls["fast"] += 1
+        real_run_plan(*a)
+
+    shm.run_plan = counting  # type: ignore[assignment]
+    real_plan = tr.plan
+    fails: list[str] = []
+    checks = 0
+
+    def both(fn: Any) -> tuple[torch.Tensor, torch.Tensor, int]:
+        before = calls["fast"]
+        fast = fn()
+        used = calls["fast"] - before
+        tr.plan = lambda *a: None  # type: ignore[method-assign]
+        try:
+            slow = fn()
+        finally:
+            tr.plan = real_plan  # type: ignore[method-assign]
+        return fast, slow, used
+
+    for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.bool):
+        for n in (1, 7, 131, 4099):
+            for op in ("sum", "max", "prod") if dtype != torch.bool else ("sum", "min"):
+                for algo in REGISTRY[Collective.ALLREDUCE]:
+                    x = (
+                        data(rank, n, dtype)
+                        if dtype != torch.bool
+                        else data(rank, n, torch.int64) > 0
+                    )
+
+                    def ar(x: torch.Tensor = x, algo: str = algo, op: str = op) -> torch.Tensor:
+                        t = x.clone()
+                        comm.all_reduce(t, op=op, algo=algo)
+                        return t
+
+                    fast, slow, used = both(ar)
+                    checks += 1
+                    what = f"allreduce {algo} {op} {dtype} n={n}"
+                    if not torch.equal(fast.view(torch.uint8), slow.view(torch.uint8)):
+                        fails.append(f"{what}: fast path differs from the general loop")
+                    if used != 1:
+                        fails.append(f"{what}: fast path ran {used} times, expected 1")
+            a_in = (
+                data(rank, n * world, dtype, 2)
+                if dtype != torch.bool
+                else torch.ones(n * world) > 0
+            )
+            for algo in REGISTRY[Collective.ALLTOALL]:
+
+                def a2a(a_in: torch.Tensor = a_in, algo: str = algo) -> torch.Tensor:
+                    o = torch.empty_like(a_in)
+                    comm.all_to_all(o, a_in, algo=algo)
+                    return o
+
+                fast, slow, used = both(a2a)
+                checks += 1
+                if not torch.equal(fast.view(torch.uint8), slow.view(torch.uint8)) or used != 1:
+                    fails.append(f"alltoall {algo} {dtype} n={n}: differs or not fast ({used})")
+    # a message larger than a slot streams through the general loop
+    before = calls["fast"]
+    big = data(rank, (shm.SLOT_BYTES // 4) * world + 5, torch.float32)
+    comm.all_reduce(big, algo="recursive_doubling")
+    if calls["fast"] != before:
+        fails.append("a message larger than a slot took the fast path")
+    shm.run_plan = real_run_plan  # type: ignore[assignment]
+    return {"fails": fails, "checks": checks}
+
+
+SCENARIOS = {
+    "matrix": matrix,
+    "errors": errors,
+    "die": die,
+    "features": features,
+    "fastpath": fastpath,
+}
 
 
 def main() -> None:

@@ -69,3 +69,13 @@ def test_override_ddp_hook_and_moe(tmp_path: Path) -> None:
         assert r["loaded_cost"] is True
         assert r["exact_framing"] == []
     assert sum(r["moe_rows"] for r in results) == sum(2 * (7 + k) for k in range(2))
+
+
+@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.timeout(120)
+def test_shm_fast_path_matches_the_general_loop_bit_for_bit(world: int, tmp_path: Path) -> None:
+    results = launch("fastpath", world, tmp_path, timeout=110)
+    for rank, r in enumerate(results):
+        assert "fails" in r, f"rank {rank} crashed: {r}"
+        assert r["fails"] == [], f"rank {rank}: {r['fails'][:5]}"
+        assert r["checks"] > 300

@@ -9,9 +9,10 @@ instead of the ~100 µs the general loop spends (which streams messages of any s
 the slots and stays the path for large ones).
 
 Semantics are the general loop's, exactly: sends to one peer and receives from one peer go in
-order, every poll tries the first pending message of every peer, a staged round parks its
-receives in scratch space and applies them after all its sends, in the listed order, and
-every receive's header is checked before its data is touched. Results are bit-identical to
+order, every poll tries the first pending message of every peer, a staged round applies its
+receives only after all its sends copied their data out and in the listed order (parking in
+scratch space a receive that arrives earlier), and every receive's header is checked before
+its data is touched. Results are bit-identical to
 the general loop's: the same elementwise operation on the same operands in the same order
 (numpy's ufuncs for the dtypes it has, torch's otherwise).
 """
@@ -199,17 +200,20 @@ def run_plan(
             if r_left:
                 busy = 0
                 rest = []
+                in_order = True  # every receive listed before this one is applied
                 for rcv in r_left:
                     peer = rcv[0]
                     bit = 1 << peer
                     if busy & bit:
                         rest.append(rcv)
+                        in_order = False
                         continue
                     busy |= bit
                     posted_w, consumed_w, slots, owner = rx[peer]
                     k = recv_seq[peer]
                     if int(words[posted_w]) <= k:
                         rest.append(rcv)
+                        in_order = False
                         continue
                     at = slots[k % NSLOTS]
                     got = words[at >> 3 : (at >> 3) + HEADER_WORDS].tolist()
@@ -219,11 +223,13 @@ def run_plan(
                         header.check(got, rcv[7], me=sh.rank, peer=peer)
                     d = at + HEADER_BYTES
                     src = u8[d : d + rcv[3]]
-                    if staged:
+                    if staged and (s_left or held or not in_order):
+                        # A send still has to read a span this may write, or an earlier
+                        # receive in the listed order is missing: park it.
                         scratch = rcv[8]
                         scratch[:] = src
                         held.append(rcv)
-                    else:
+                    else:  # our sends already copied their data out: apply from the slot
                         _apply(plan, buffers, mem, rcv, src)
                     recv_seq[peer] = k + 1
                     words[consumed_w] = k + 1
