@@ -185,8 +185,15 @@ def test_unreachable_scheduler_is_one_line_error(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_bad_engine_on_the_command_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--engine", "spark"), "unknown engine 'spark'"),
+        (("--engine", "dask", "--connect-timeout", "0"), "--connect-timeout) must be > 0 s"),
+    ],
+)
+def test_bad_engine_on_the_command_line(tmp_path: Path, args: tuple[str, ...], words: str) -> None:
     (tmp_path / "rank0.log").write_text("step 1 loss 2.0\n")
-    proc = _cli("analyze", str(tmp_path), "--engine", "spark")
+    proc = _cli("analyze", str(tmp_path), *args)
     assert proc.returncode == 2
-    assert "unknown engine 'spark'" in proc.stderr and "Traceback" not in proc.stderr
+    assert words in proc.stderr and "Traceback" not in proc.stderr

@@ -124,7 +124,7 @@ def analyze_command(
     try:
         eng = Engine.parse(engine, workers=workers, connect_timeout=connect_timeout)
     except EngineError as e:
-        fail(f"--engine: {e}")
+        fail(str(e))
     problem = None
     with _progress(json_out != "-") as bar:
         task = bar.add_task("scanning", total=None)

@@ -65,7 +65,9 @@ class Engine:
         if self.workers < 1:
             raise EngineError(f"workers must be >= 1, got {self.workers}")
         if self.connect_timeout <= 0:
-            raise EngineError(f"connect timeout must be > 0 s, got {self.connect_timeout}")
+            raise EngineError(
+                f"the connect timeout (--connect-timeout) must be > 0 s, got {self.connect_timeout:g}"
+            )
         if self.address is not None and self.kind is not EngineKind.DASK:
             raise EngineError(f"engine {self.kind} takes no address, got {self.address!r}")
         if self.address is not None and not self.address.strip():
