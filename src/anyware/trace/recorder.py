@@ -30,8 +30,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from anyware.trace.schema import Level, Phase, make_key
+from anyware.trace.schema import Level, Phase
 from anyware.trace.stats import Pending
+from anyware.trace.tensormap import TensorMap
 from anyware.trace.writer import TraceWriter
 
 #: Ops whose output aliases their input without changing a value: no statistics, lineage only.
@@ -62,6 +63,7 @@ _OVERWRITE_OPS = frozenset(
     }
 )
 _SKIP_DIRS: tuple[str, ...] = ()
+_DTYPE_NAMES: dict[Any, str] = {}
 #: Rows kept on the device before an early flush when no optimizer step closes the step.
 _MAX_PENDING = 200_000
 
@@ -94,15 +96,32 @@ def _location() -> str:
 
 
 def _tensors(obj: Any) -> list[Any]:
+    """The tensors in an op's or module's arguments (nested lists, tuples, dicts), in order."""
+    tensor = _TENSOR or _tensor_type()
+    if isinstance(obj, tensor):
+        return [obj]
+    if isinstance(obj, dict):
+        obj = tuple(obj.values())
+    elif not isinstance(obj, list | tuple):
+        return []
+    out = []
+    for o in obj:  # flat argument lists are the rule: recurse only into containers
+        if isinstance(o, tensor):
+            out.append(o)
+        elif isinstance(o, list | tuple | dict):
+            out += _tensors(o)
+    return out
+
+
+_TENSOR: Any = None
+
+
+def _tensor_type() -> Any:
+    global _TENSOR
     import torch
 
-    if isinstance(obj, torch.Tensor):
-        return [obj]
-    if isinstance(obj, list | tuple):
-        return [t for o in obj for t in _tensors(o)]
-    if isinstance(obj, dict):
-        return [t for o in obj.values() for t in _tensors(o)]
-    return []
+    _TENSOR = torch.Tensor
+    return _TENSOR
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,8 +153,6 @@ class Recorder:
     """One per process while recording; see the module docstring for what it observes."""
 
     def __init__(self, cfg: RecordConfig) -> None:
-        from torch.utils.weak import WeakTensorKeyDictionary
-
         self.cfg = cfg
         self.level = Level(cfg.level)
         self.modules = self.level in (Level.MODULE, Level.MIX)
@@ -149,9 +166,9 @@ class Recorder:
         self.mcalls: list[tuple[int, int, list[int], list[Any]]] = []
         self.paths: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         self.roots: list[str] = []
-        self.params: Any = WeakTensorKeyDictionary()
-        self.lineage: Any = WeakTensorKeyDictionary()
-        self.seen: Any = WeakTensorKeyDictionary()
+        self.params = TensorMap()
+        self.lineage = TensorMap()
+        self.seen = TensorMap()
         self.counters: dict[tuple[str, str, str], int] = {}
         self.locations: dict[tuple[str, str, str, int], str] = {}
         self.in_optimizer = False
@@ -212,16 +229,13 @@ class Recorder:
         return int(os.environ.get("RANK", "0") or 0)
 
     def flush(self) -> None:
-        from torch.utils.weak import WeakTensorKeyDictionary
-
-        self.seen = WeakTensorKeyDictionary()
+        self.seen.clear()
         with self._quiet():
-            rows = self.pending.flush()
-        if rows:
+            cols = self.pending.flush()
+        if cols:
             w = self._writer()
-            for r in rows:
-                r["rank"] = w.rank
-            w.write(rows)
+            cols["rank"] = [w.rank] * len(cols["seq"])
+            w.write(cols)
 
     def mark_step(self) -> None:
         """Close the current step: statistics to the host, one row group to disk."""
@@ -257,24 +271,29 @@ class Recorder:
             loc = self.locations.get(lk, "")
             if not loc:
                 loc = self.locations[lk] = _location()
-        row: dict[str, Any] = {
-            "seq": seq,
-            "step": self.step,
-            "rank": 0,
-            "phase": phase.value,
-            "module": module,
-            "op": op,
-            "call_index": call_index,
-            "slot": slot,
-            "role": role,
-            "call": call,
-            "key": make_key(self.step, phase.value, module, op, call_index, slot),
-            "dtype": str(t.dtype).removeprefix("torch."),
-            "shape": "x".join(map(str, t.shape)),
-            "inputs": inputs or [],
-            "location": loc,
-            "level": level,
-        }
+        step = self.step
+        ph = phase.value
+        dtype = _DTYPE_NAMES.get(t.dtype)
+        if dtype is None:
+            dtype = _DTYPE_NAMES[t.dtype] = str(t.dtype).removeprefix("torch.")
+        row = (
+            seq,
+            step,
+            ph,
+            module,
+            op,
+            call_index,
+            slot,
+            role,
+            call,
+            f"{step}/{ph}/{module}/{op}#{call_index}/{slot}",  # schema.make_key, inlined
+            dtype,
+            "x".join(map(str, t.shape)),
+            t.numel(),
+            inputs or [],
+            loc,
+            level,
+        )
         # The same tensor, unchanged, is often observed twice (a child's input is its
         # parent's; a module's output is its last op's): measure it once per step.
         try:
@@ -291,8 +310,7 @@ class Recorder:
             if version is not None:
                 self.seen[t] = (version, i)
         if self.cfg.tensors and fnmatch.fnmatchcase(module, self.cfg.tensors):
-            self.pending.rows[-1]["_full"] = True
-            self._writer().tensors[row["key"]] = t.detach().to("cpu", copy=True)
+            self._writer().tensors[row[9]] = t.detach().to("cpu", copy=True)
         if len(self.pending.rows) >= _MAX_PENDING:
             self.flush()
         return seq
@@ -348,11 +366,11 @@ class Recorder:
             return
         try:
             path = self.stack.pop() if self.stack else self._path(mod)
-            with self._quiet():
-                if self.modules:
+            if self.modules:
+                with self._quiet():
                     self._module_outputs(mod, path, output)
-                if self.ops:
-                    _tag_nodes(_tensors(output), _tensors(args), path)
+            if self.ops:  # walks autograd nodes only: no tensor op, nothing to hide
+                _tag_nodes(_tensors(output), _tensors(args), path)
         except Exception as e:
             self._fail(e)
 

@@ -100,83 +100,147 @@ def tensor_stats(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return floats, _checksum(x)
 
 
-def is_float(t: torch.Tensor) -> bool:
-    return t.is_floating_point()
+def host_stats(t: torch.Tensor) -> tuple[list[float], int]:
+    """The same statistics as :func:`tensor_stats` for a CPU tensor, returned as host values.
+
+    On the CPU there is no device queue to stall: a scalar read costs about a microsecond, so
+    the extremes are read first and the cleaning pass of ``tensor_stats`` (two temporaries
+    and four extra passes over the tensor, measured ×3–×9 the cost of everything else) runs
+    only for the rare tensor holding a NaN or an Inf. A finite tensor takes four passes:
+    extremes, sketch, sum of squares, checksum (the sum rides on the sketch's blocks).
+    """
+    import torch
+
+    x = t.reshape(-1)
+    if not x.is_contiguous():
+        x = x.contiguous()
+    xr = x if x.dtype == torch.float32 else x.to(torch.float32)
+    mn, mx = torch.aminmax(xr)
+    lo, hi = mn.item(), mx.item()
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        floats, bits = tensor_stats(t)
+        return floats.tolist(), int(bits)
+    n = xr.numel()
+    block = n // SKETCH
+    if block:
+        proj = torch.mv(xr[: block * SKETCH].view(SKETCH, block), _signs.get(block, xr.device))
+        sketch = proj.tolist()
+    else:
+        sketch = [0.0] * SKETCH
+    total = xr.sum().item()
+    sq = torch.dot(xr, xr).item()
+    if x.element_size() == 4 and not x.is_complex():  # fp32 is the rule: no int64 cast
+        ck = int(x.view(torch.int32).sum(dtype=torch.int32).item())
+    else:
+        ck = int(_checksum(x))
+    return [lo, hi, total, sq, 0.0, *sketch], ck
+
+
+_ZERO = ([0.0] * (5 + SKETCH), 0)
+
+#: Index of each per-row field in a :class:`Pending` row tuple (see ``Recorder.observe``).
+ROW_FIELDS = (
+    "seq",
+    "step",
+    "phase",
+    "module",
+    "op",
+    "call_index",
+    "slot",
+    "role",
+    "call",
+    "key",
+    "dtype",
+    "shape",
+    "numel",
+    "inputs",
+    "location",
+    "level",
+)
 
 
 @dataclass(kw_only=True)
 class Pending:
-    """Rows waiting for their device statistics; ``flush`` gathers them in two copies."""
+    """Rows waiting for their statistics; ``flush`` gathers device ones in two copies.
 
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    A row is a tuple in :data:`ROW_FIELDS` order (cheaper to build than a dict: the op level
+    makes hundreds a step). Its statistics are host values for CPU tensors (measured at
+    once) or an index into the device lists (gathered at ``flush``); a row observing the very
+    tensor of an earlier row shares that row's entry.
+    """
+
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    stats: list[Any] = field(default_factory=list)
     floats: list[Any] = field(default_factory=list)
     ints: list[Any] = field(default_factory=list)
 
-    def add(self, row: dict[str, Any], t: torch.Tensor) -> int:
-        import torch
-
-        n = t.numel()
-        row["numel"] = n
-        if n == 0:
-            floats = torch.zeros(5 + SKETCH, device=t.device)
-            ints = torch.zeros((), dtype=torch.int64, device=t.device)
+    def add(self, row: tuple[Any, ...], t: torch.Tensor) -> int:
+        if t.numel() == 0:
+            entry: Any = _ZERO
+        elif t.device.type == "cpu":
+            with _no_autocast(t):
+                entry = host_stats(t)
         else:
             with _no_autocast(t):
                 floats, ints = tensor_stats(t)
+            entry = len(self.floats)
+            self.floats.append(floats)
+            self.ints.append(ints)
         self.rows.append(row)
-        self.floats.append(floats)
-        self.ints.append(ints)
+        self.stats.append(entry)
         return len(self.rows) - 1
 
-    def add_copy(self, row: dict[str, Any], src: int) -> None:
+    def add_copy(self, row: tuple[Any, ...], src: int) -> None:
         """A row whose tensor is the very one (same version) as pending row ``src``."""
-        row["numel"] = self.rows[src]["numel"]
-        row["_copy"] = src
         self.rows.append(row)
-        self.floats.append(None)
-        self.ints.append(None)
+        self.stats.append(self.stats[src])
 
-    def flush(self) -> list[dict[str, Any]]:
-        """Host copies of every pending row's statistics, in record order."""
+    def flush(self) -> dict[str, list[Any]]:
+        """Columns of every pending row (fields and statistics), in record order."""
         import torch
 
         if not self.rows:
-            return []
-        rows, floats, ints = self.rows, self.floats, self.ints
-        self.rows, self.floats, self.ints = [], [], []
+            return {}
+        rows, stats, floats, ints = self.rows, self.stats, self.floats, self.ints
+        self.rows, self.stats, self.floats, self.ints = [], [], [], []
+        dev: list[Any] = []
         by_dev: dict[str, list[int]] = {}
         for i, f in enumerate(floats):
-            if f is not None:
-                by_dev.setdefault(str(f.device), []).append(i)
-        host_f: list[Any] = [None] * len(rows)
-        host_i: list[Any] = [None] * len(rows)
+            by_dev.setdefault(str(f.device), []).append(i)
+        dev = [None] * len(floats)
         for idx in by_dev.values():
             # One stack and one device→host copy per device and per kind, once a step.
             fs = torch.stack([floats[i] for i in idx]).to("cpu", torch.float64).tolist()
             is_ = torch.stack([ints[i] for i in idx]).cpu().tolist()
             for j, i in enumerate(idx):
-                host_f[i], host_i[i] = fs[j], is_[j]
-        out = []
-        for k, row in enumerate(rows):
-            src = row.pop("_copy", None)
-            if src is not None:
-                host_f[k], host_i[k] = host_f[src], host_i[src]
-        for row, f, i in zip(rows, host_f, host_i, strict=True):
-            n = row["numel"]
+                dev[i] = (fs[j], is_[j])
+        cols: dict[str, list[Any]] = dict(
+            zip(ROW_FIELDS, map(list, zip(*rows, strict=True)), strict=True)
+        )
+        mins, maxs, means, l2s, nans, infs, cks, sketches = [], [], [], [], [], [], [], []
+        for n, e in zip(cols["numel"], stats, strict=True):
+            f, ck = dev[e] if isinstance(e, int) else e
             bad = int(f[4])
             has_nan = math.isnan(f[0]) or math.isnan(f[1])
-            row.update(
-                min=f[0] if n else 0.0,
-                max=f[1] if n else 0.0,
-                mean=f[2] / n if n else 0.0,
-                l2=max(f[3], 0.0) ** 0.5,
-                sketch=f[5:],
-                nan=bad if has_nan else 0,
-                inf=0 if has_nan else bad,
-                checksum=int(i),
-            )
-            out.append(row)
-        return out
+            mins.append(f[0] if n else 0.0)
+            maxs.append(f[1] if n else 0.0)
+            means.append(f[2] / n if n else 0.0)
+            l2s.append(max(f[3], 0.0) ** 0.5)
+            nans.append(bad if has_nan else 0)
+            infs.append(0 if has_nan else bad)
+            cks.append(int(ck))
+            sketches.append(f[5:])
+        cols.update(
+            min=mins,
+            max=maxs,
+            mean=means,
+            l2=l2s,
+            nan=nans,
+            inf=infs,
+            checksum=cks,
+            sketch=sketches,
+        )
+        return cols
 
 
 def _no_autocast(t: torch.Tensor) -> contextlib.AbstractContextManager[Any]:

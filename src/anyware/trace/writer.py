@@ -1,7 +1,8 @@
 """Trace directory I/O: one Parquet file per rank plus ``meta.json``.
 
-Rows arrive once a step and are appended as one Parquet row group to ``rank<N>.parquet.tmp``;
-``close`` seals the file and renames it, so a reader sees either no file for a rank or a whole
+Rows arrive once a step as Arrow batches and are buffered until a row group of
+:data:`ROW_GROUP_ROWS` rows is appended to ``rank<N>.parquet.tmp``; ``close`` writes the rest,
+seals the file and renames it, so a reader sees either no file for a rank or a whole
 one (a crashed run leaves ``.tmp``, which the reader names in its error).
 """
 
@@ -49,6 +50,21 @@ def arrow_schema() -> Any:
     return pa.schema([(c, types[c]) for c in COLUMNS])
 
 
+#: Rows per Parquet row group. Writing one group per step cost 3–6 ms of fixed work a step
+#: (page and statistics headers for 25 columns, measured with 350-row steps of the tiny GPT),
+#: a fifth of an untraced step; 64 Ki rows of Arrow data are about 10 MB in memory.
+ROW_GROUP_ROWS = 1 << 16
+
+
+_SCHEMA: Any = None
+
+
+def _schema() -> Any:
+    global _SCHEMA
+    _SCHEMA = arrow_schema()
+    return _SCHEMA
+
+
 def rank_path(out: Path, rank: int) -> Path:
     return out / f"rank{rank}.parquet"
 
@@ -62,24 +78,41 @@ class TraceWriter:
         self.path = rank_path(out, rank)
         self.tmp = self.path.with_name(self.path.name + ".tmp")
         self._writer: Any = None
+        self._batches: list[Any] = []
+        self._buffered = 0
         self.rows_written = 0
         self.tensors: dict[str, Any] = {}
 
-    def write(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:
+    def write(self, cols: dict[str, list[Any]]) -> None:
+        """Queue one step's rows, given as columns (every name of :data:`COLUMNS`)."""
+        n = len(cols.get("seq", ()))
+        if not n:
             return
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        schema = arrow_schema()
-        if self._writer is None:
+        if self._writer is None:  # the .tmp file exists from the first step on
             self.out.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(self.tmp, schema, compression="zstd")
-        cols = {c: [r[c] for r in rows] for c in COLUMNS}
-        self._writer.write_table(pa.table(cols, schema=schema))
-        self.rows_written += len(rows)
+            self._writer = pq.ParquetWriter(self.tmp, _SCHEMA or _schema(), compression="zstd")
+        self._batches.append(
+            pa.RecordBatch.from_pydict({c: cols[c] for c in COLUMNS}, schema=_SCHEMA or _schema())
+        )
+        self._buffered += n
+        self.rows_written += n
+        if self._buffered >= ROW_GROUP_ROWS:
+            self._write_buffered()
+
+    def _write_buffered(self) -> None:
+        if not self._batches:
+            return
+        import pyarrow as pa
+
+        schema = _SCHEMA or _schema()
+        self._writer.write_table(pa.Table.from_batches(self._batches, schema=schema))
+        self._batches, self._buffered = [], 0
 
     def close(self, meta: dict[str, Any]) -> None:
+        self._write_buffered()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
