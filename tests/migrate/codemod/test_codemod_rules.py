@@ -44,7 +44,10 @@ CASES: dict[str, tuple[str, str | None]] = {
         'dist.init_process_group(backend="nccl")',
         f"backend=torch.distributed.get_default_backend_for_device(({ACC}))",
     ),
-    "MIG008": ("T = torch.cuda.FloatTensor", None),
+    "MIG008": (
+        "y = torch.cuda.FloatTensor(2, 3)",
+        f"torch.empty(2, 3, dtype=torch.float32, device=({ACC}))",
+    ),
     "MIG009": ("ck = torch.load(path)", f"torch.load(path, map_location=({ACC}))"),
     "MIG010": (
         "m = DDP(m, device_ids=[g])",

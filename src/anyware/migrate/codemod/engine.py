@@ -44,6 +44,30 @@ class _Transformer(cst.CSTTransformer):
             rule.on_node(node, self.ctx)
         return super().on_visit(node)
 
+    # A planned rewrite may return another node type than it replaces (an Attribute for a
+    # Name, a removal for a statement), so this is wider than libcst's same-type signature.
+    def on_leave(  # type: ignore[override]
+        self, original_node: cst.CSTNode, updated_node: cst.CSTNode
+    ) -> cst.CSTNode | cst.RemovalSentinel | cst.FlattenSentinel[cst.CSTNode]:
+        planned = self.ctx.planned.pop(id(original_node), None)
+        if planned is not None:
+            line = self._line(original_node)
+            self.ctx.findings.append(
+                Finding(
+                    code=planned.code,
+                    line=line,
+                    kind=planned.kind,
+                    message=planned.message,
+                    fixed=True,
+                )
+            )
+            self.changed = True
+            new = planned.apply(updated_node)
+            if not isinstance(new, cst.CSTNode):
+                return new
+            updated_node = new
+        return super().on_leave(original_node, updated_node)
+
     def leave_Assign(self, original_node: cst.Assign, updated_node: cst.Assign) -> cst.Assign:
         self.ctx.line = self._line(original_node)
         node = updated_node
@@ -110,8 +134,11 @@ def transform_source(source: bytes) -> tuple[bytes, list[Finding]]:
     """The rewritten source (same bytes when nothing changed) and the findings."""
     module = cst.parse_module(source)
     ctx = Context()
+    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+    for rule in RULES:
+        rule.analyse(wrapper, ctx)
     transformer = _Transformer(ctx)
-    new = MetadataWrapper(module, unsafe_skip_copy=True).visit(transformer)
+    new = wrapper.visit(transformer)
     if not transformer.changed:
         return source, ctx.findings
     context = CodemodContext()
