@@ -2,7 +2,8 @@
 measured in alternating blocks in the same run. Prints the table and the issue's targets:
 shared memory ≤ 0.2× gloo up to 64 KiB and ≤ 0.8× from 16 MiB (using the cost model's pick).
 
-    python benchmarks/comm/bench_collectives.py [--sizes 1K,64K,16M] [--json out.json]
+    python benchmarks/comm/bench_collectives.py [--sizes 1K,64K,16M] [--transports shm,p2p]
+        [--algos auto|all|ring,...] [--json out.json]
 """
 
 from __future__ import annotations
@@ -22,10 +23,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1K,64K,16M")
     ap.add_argument("--ops", default="allreduce,alltoall")
+    ap.add_argument("--transports", default="shm")
+    ap.add_argument("--algos", default="auto", help="comma list; 'all' for every algorithm")
     ap.add_argument("--json")
     a = ap.parse_args()
     cfg = BenchConfig(
-        sizes=tuple(parse_size(s) for s in a.sizes.split(",")), ops=tuple(a.ops.split(","))
+        sizes=tuple(parse_size(s) for s in a.sizes.split(",")),
+        ops=tuple(a.ops.split(",")),
+        transports=tuple(a.transports.split(",")),
+        algos=() if a.algos == "all" else tuple(a.algos.split(",")),
     )
     with tempfile.TemporaryDirectory() as tmp:
         res = run(

@@ -71,7 +71,7 @@ def test_override_ddp_hook_and_moe(tmp_path: Path) -> None:
     assert sum(r["moe_rows"] for r in results) == sum(2 * (7 + k) for k in range(2))
 
 
-@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.parametrize("world", [2, pytest.param(3, marks=pytest.mark.slow)])
 @pytest.mark.timeout(120)
 def test_shm_fast_path_matches_the_general_loop_bit_for_bit(world: int, tmp_path: Path) -> None:
     results = launch("fastpath", world, tmp_path, timeout=110)

@@ -145,6 +145,9 @@ def simulate(
     copy_bw: Annotated[
         float, typer.Option(help="Local copy bandwidth, GB/s (0: ignore local copies).")
     ] = 0.0,
+    overhead: Annotated[
+        float, typer.Option(help="Software cost per collective call, µs (0: ignore it).")
+    ] = 0.0,
     ops: Annotated[str, typer.Option(help="Comma-separated collectives.")] = "allreduce,alltoall",
     sizes: Annotated[
         str, typer.Option(help="Comma-separated byte sizes.")
@@ -170,6 +173,7 @@ def simulate(
             intra_latency=latency * 1e-6,
             inter_latency=(inter_latency if inter_latency is not None else 2.5 * latency) * 1e-6,
             copy_bw=copy_bw * 1e9,
+            call_overhead=overhead * 1e-6,
         )
     except ValueError as e:
         fail(str(e))

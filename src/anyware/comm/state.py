@@ -159,10 +159,12 @@ class Communicator:
         """γ: seconds per byte of a local copy, agreed by all ranks (rank 0's figure)."""
         a, b = torch.empty(nbytes, dtype=torch.uint8), torch.ones(nbytes, dtype=torch.uint8)
         a.copy_(b)
-        t0 = time.perf_counter()
+        best = float("inf")
         for _ in range(3):
+            t0 = time.perf_counter()
             a.copy_(b)
-        g = torch.tensor([(time.perf_counter() - t0) / (3 * nbytes)], dtype=torch.float64)
+            best = min(best, time.perf_counter() - t0)
+        g = torch.tensor([best / nbytes], dtype=torch.float64)
         self.execute(
             Collective.BROADCAST,
             Args(rank=self.rank, world=self.world, count=1, root=0, itemsize=8),
@@ -173,8 +175,11 @@ class Communicator:
         )
         return float(g[0])
 
-    def ping_pong(self, small: int = 8, big: int = 4 << 20, reps: int = 20) -> tuple[float, float]:
-        """One-way (α, β) between ranks 0 and 1, measured on this transport, agreed by all.
+    def ping_pong(
+        self, small: int = 8, big: int = 4 << 20, reps: int = 20, tries: int = 3
+    ) -> tuple[float, float]:
+        """One-way (α, β) between ranks 0 and 1, measured on this transport, agreed by all:
+        the best of ``tries`` runs of ``reps`` round trips (a shared host preempts some).
 
         ``big`` is 4 MiB, past the caches: at 1 MiB the copies stay in L2/L3 and β came out
         ~2.5× too optimistic for the 16 MiB messages that bandwidth matters for."""
@@ -202,9 +207,12 @@ class Communicator:
                     numel=nbytes,
                 )
                 self.transport.run(sched, {Buf.IN: buf, Buf.OUT: buf}, ReduceOp.SUM, hdr)  # warm
-                t0 = time.perf_counter()
-                self.transport.run(sched, {Buf.IN: buf, Buf.OUT: buf}, ReduceOp.SUM, hdr)
-                times.append((time.perf_counter() - t0) / (2 * n))
+                best = float("inf")
+                for _ in range(tries):  # the fastest try: the others met a busy host
+                    t0 = time.perf_counter()
+                    self.transport.run(sched, {Buf.IN: buf, Buf.OUT: buf}, ReduceOp.SUM, hdr)
+                    best = min(best, (time.perf_counter() - t0) / (2 * n))
+                times.append(best)
             alpha = times[0]
             beta = max((times[1] - times[0]) / (big - small), 1e-12)
             result = torch.tensor([alpha, beta], dtype=torch.float64)

@@ -38,7 +38,7 @@ def simulate(topo: Topology, collective: str, algo: str, sizes: np.ndarray) -> n
         t = np.array([evaluate(topo, fn(topo, float(n)), np.array([n]))[0] for n in sizes])
     if topo.copy_bw > 0:
         t = t + local_bytes(topo, collective, algo, sizes) / topo.copy_bw
-    return t
+    return t + topo.call_overhead
 
 
 def local_bytes(topo: Topology, collective: str, algo: str, sizes: np.ndarray) -> np.ndarray:

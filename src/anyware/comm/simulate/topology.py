@@ -34,6 +34,10 @@ class Topology:
     copy_bw: float = 0.0
     """Bytes per second of a rank's local copies (staging, packing); 0 ignores them, as the
     textbook formulas do. On CPU transports they cost as much as the transfers."""
+    call_overhead: float = 0.0
+    """Seconds of software cost per collective call, outside its rounds (argument checks,
+    algorithm lookup, the call into the transport); 0, as the textbook formulas do. A Python
+    library on a CPU pays tens of µs here, as much as a small message's rounds."""
 
     def __post_init__(self) -> None:
         if self.ranks < 1:
@@ -48,6 +52,8 @@ class Topology:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.copy_bw < 0:
             raise ValueError(f"copy_bw must be >= 0, got {self.copy_bw}")
+        if self.call_overhead < 0:
+            raise ValueError(f"call_overhead must be >= 0, got {self.call_overhead}")
         for name in ("intra_latency", "inter_latency"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
