@@ -14,6 +14,7 @@ Launched without ``torchrun`` (no ``WORLD_SIZE``) it trains in one process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -24,7 +25,7 @@ import torch.distributed as dist
 
 from anyware.models import moe_parallel
 from anyware.models.data import VOCAB_SIZE, batches, encode, make_text
-from anyware.models.moe import MoEConfig
+from anyware.models.moe import MoEConfig, convert_experts_to_fp8
 
 
 def parse_args() -> argparse.Namespace:
@@ -36,34 +37,50 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--experts", type=int, default=8)
     p.add_argument("--top-k", type=int, default=2)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bias-rate", type=float, default=1e-3, help="expert-balancing bias step")
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    p.add_argument(
+        "--warmup", type=int, default=None, help="linear warm-up steps (default: 5%% of --steps)"
+    )
+    p.add_argument(
+        "--schedule",
+        choices=("cosine", "constant"),
+        default="cosine",
+        help="after warm-up: cosine decay to 10%% of --lr, or constant",
+    )
+    p.add_argument("--seed", type=int, default=0, help="initial weights (and data order)")
+    p.add_argument("--data-seed", type=int, default=None, help="batch order (default: --seed)")
+    p.add_argument("--bias-rate", type=float, default=None, help="expert-balancing bias step γ")
+    p.add_argument("--aux-alpha", type=float, default=None, help="sequence-wise balance loss α")
+    p.add_argument(
+        "--eval-batches", type=int, default=8, help="held-out batches for the final eval loss"
+    )
     p.add_argument(
         "--fp8",
         default=None,
-        help="train the linear layers under an anyware.formats FP8 recipe "
+        help="train the linear layers and the experts' grouped GEMMs under an anyware.formats "
+        "FP8 recipe "
         "(tensorwise-delayed, tensorwise-current, rowwise, deepseek-blockwise, mxfp8)",
     )
     p.add_argument("--sparse-attention", type=int, default=None, metavar="K", help="keys per query")
+    p.add_argument(
+        "--measure-overlap",
+        type=int,
+        default=0,
+        metavar="N",
+        help="time the token all-to-all against the shared-expert compute over the last N steps",
+    )
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--out", default=None, help="write per-step losses and expert loads as JSON")
     return p.parse_args()
 
 
-def main() -> None:
-    args = parse_args()
-    distributed = "WORLD_SIZE" in os.environ
-    if distributed:
-        dist.init_process_group(backend="nccl")
-        rank, world = dist.get_rank(), dist.get_world_size()
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    else:
-        rank, world, local_rank = 0, 1, 0
-    torch.cuda.set_device(local_rank)
-    device = torch.device("cuda", local_rank)
-
-    cfg = MoEConfig(
+def make_config(args: argparse.Namespace) -> MoEConfig:
+    balance = {}
+    if args.bias_rate is not None:
+        balance["bias_update_rate"] = args.bias_rate
+    if args.aux_alpha is not None:
+        balance["aux_loss_alpha"] = args.aux_alpha
+    return MoEConfig(
         vocab_size=VOCAB_SIZE,
         seq_len=args.seq_len,
         d_model=args.d_model,
@@ -74,27 +91,104 @@ def main() -> None:
         d_expert=args.d_model // 2,
         d_ff=2 * args.d_model,
         sparse_attention_topk=args.sparse_attention,
-        bias_update_rate=args.bias_rate,
+        **balance,
     )
+
+
+def lr_factor(step: int, warmup: int, steps: int, schedule: str) -> float:
+    """Linear warm-up, then cosine decay to 10% (or constant): the loss settles at the end, so
+    two runs' final losses compare the formats, not where each run is in its oscillation."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, steps - warmup)
+    return 0.1 + 0.45 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    cfg: MoEConfig,
+    n: int,
+    batch: int,
+    rank: int,
+    world: int,
+    device: torch.device,
+) -> float:
+    """Mean cross-entropy over fixed held-out windows (the same text for every run), with the
+    model as trained (an FP8 run evaluates with its FP8 forward)."""
+    if n <= 0:
+        return float("nan")
+    model.eval()
+    held = batches(encode(make_text(400, seed=1000)), batch, cfg.seq_len, seed=1000)
+    part = batch // world
+    total = torch.zeros((), device=device)
+    for _ in range(n):
+        x, y = next(held)
+        x = x[rank * part : (rank + 1) * part].to(device)
+        y = y[rank * part : (rank + 1) * part].to(device)
+        total += model(x, y)[1]
+    if world > 1:
+        dist.all_reduce(total)
+    model.train()
+    return total.item() / (n * world)
+
+
+def main() -> None:
+    args = parse_args()
+    distributed = "WORLD_SIZE" in os.environ
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    # Check the shapes before joining the process group: a configuration that cannot be
+    # sharded fails on every rank with the numbers named, before any collective starts.
+    try:
+        cfg = make_config(args)
+        moe_parallel.check_shardable(cfg, world)
+    except ValueError as e:
+        raise SystemExit(f"examples/moe/train.py: {e}") from None
     if args.batch_size % world:
         raise SystemExit(f"--batch-size {args.batch_size} must be divisible by the {world} ranks")
+    if distributed:
+        dist.init_process_group(backend="nccl")
+        rank, world = dist.get_rank(), dist.get_world_size()
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    else:
+        rank, world, local_rank = 0, 1, 0
+    torch.cuda.set_device(local_rank)
+    device = torch.device("cuda", local_rank)
+
     model = moe_parallel.build(cfg, seed=args.seed).cuda()
     if args.fp8:
         from anyware.formats import convert_to_fp8_training
 
-        # The router and the output head stay in high precision, as in DeepSeek-V3.
+        # The router, embeddings, norms and output head stay in high precision (DeepSeek-V3).
         report = convert_to_fp8_training(
             model, recipe=args.fp8, skip=("head", "gate", "index_q", "index_k", "index_w")
         )
+        experts = convert_experts_to_fp8(model, args.fp8)
         if rank == 0:
-            print(f"fp8 {args.fp8}: {len(report.converted)} linear layer(s) converted", flush=True)
+            print(
+                f"fp8 {args.fp8}: {len(report.converted)} linear layer(s) and the experts of "
+                f"{len(experts)} MoE layer(s) converted",
+                flush=True,
+            )
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr)
-    data = batches(encode(make_text(4000)), args.batch_size, cfg.seq_len, seed=args.seed)
+    warmup = args.warmup if args.warmup is not None else max(1, args.steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: lr_factor(step, warmup, args.steps, args.schedule)
+    )
+    data_seed = args.seed if args.data_seed is None else args.data_seed
+    data = batches(encode(make_text(4000)), args.batch_size, cfg.seq_len, seed=data_seed)
     part = args.batch_size // world
 
     history: dict[str, list[float]] = {"loss": [], "imbalance": []}
     t0 = time.perf_counter()
+    overlap: dict[str, float] | None = None
     for step in range(args.steps):
+        measuring = args.measure_overlap > 0 and step == args.steps - args.measure_overlap
+        if measuring:
+            flights = contextlib.ExitStack()
+            recorder = flights.enter_context(moe_parallel.record_flights())
         x, y = next(data)
         x = x[rank * part : (rank + 1) * part].to(device, non_blocking=True)
         y = y[rank * part : (rank + 1) * part].to(device, non_blocking=True)
@@ -103,6 +197,7 @@ def main() -> None:
         loss.backward()
         moe_parallel.sync_gradients(model)
         opt.step()
+        sched.step()
         loads = moe_parallel.update_router_bias(model)
         mean_loss = loss.detach().clone()
         if distributed:
@@ -110,6 +205,9 @@ def main() -> None:
             mean_loss /= world
         history["loss"].append(mean_loss.item())
         history["imbalance"].append(max(moe_parallel.imbalance(load) for load in loads))
+        if args.measure_overlap > 0 and step == args.steps - 1:
+            flights.close()
+            overlap = recorder.summary()
         if rank == 0 and (step % args.log_every == 0 or step == args.steps - 1):
             print(
                 f"step {step:4d} | loss {history['loss'][-1]:.4f} | "
@@ -118,6 +216,17 @@ def main() -> None:
             )
     torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
+    eval_loss = evaluate(model, cfg, args.eval_batches, args.batch_size, rank, world, device)
+    if rank == 0:
+        print(f"held-out loss over {args.eval_batches} batches: {eval_loss:.4f}", flush=True)
+        if overlap is not None:
+            print(
+                f"token all-to-all over the last {args.measure_overlap} step(s): "
+                f"{overlap['in_flight_ms']:.1f} ms in flight, {overlap['overlapped_ms']:.1f} ms "
+                f"({overlap['overlap_fraction']:.0%}) overlapped with the shared experts, "
+                f"{overlap['exposed_wait_ms']:.1f} ms waited after them",
+                flush=True,
+            )
     if rank == 0:
         tokens = args.steps * args.batch_size * cfg.seq_len
         print(
@@ -127,7 +236,16 @@ def main() -> None:
         )
         if args.out:
             with open(args.out, "w", encoding="utf-8") as f:
-                json.dump({"world": world, "fp8": args.fp8, **history}, f)
+                json.dump(
+                    {
+                        "world": world,
+                        "fp8": args.fp8,
+                        "eval_loss": eval_loss,
+                        "overlap": overlap,
+                        **history,
+                    },
+                    f,
+                )
     if distributed:
         dist.destroy_process_group()
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -68,10 +68,22 @@ class MoEConfig:
     """Groups a token may route into."""
     route_scale: float = 1.0
     """Multiplier on the combine weights."""
-    bias_update_rate: float = 1e-3
-    """γ of the auxiliary-loss-free balancing update (DeepSeek-V3's value). The sign update
-    oscillates once γ exceeds the spread of affinities: on the tiny model, γ = 5e-3 settles at
-    max/mean load ≈ 1.18, γ = 1e-3 at ≈ 1.04 within 60 updates."""
+    bias_update_rate: float = 1e-2
+    """γ of the auxiliary-loss-free balancing update ``bᵢ += γ·sign(mean load − loadᵢ)``.
+    DeepSeek-V3's 1e-3 is tuned for its learning rate of 2.2e-4; with AdamW at 3e-3 the tiny
+    model's router logits drift by ~0.1 per step, and γ = 1e-3 needed ~250 steps to undo the
+    collapse the early unigram phase causes (max/mean 4.0 → 1.46 at step 300), γ = 1e-2 ~100
+    (measured in the balance evidence, docs/models.md)."""
+    aux_loss_alpha: float = 1e-2
+    """α of DeepSeek-V3's complementary sequence-wise balance loss ``α·Σᵢ fᵢ·Pᵢ`` (0 = off).
+    DeepSeek-V3 uses 1e-4 as a safety net; here it does the fast part of the recovery from the
+    early collapse (with γ = 1e-2: per-step max/mean over steps 50–100 1.68 with α = 1e-2,
+    1.84 with α = 3e-3), at a cost of ~α per MoE layer in the training loss."""
+    gate_init_std: float = 0.02
+    """Standard deviation of the router's initial weights. The early collapse onto one expert
+    does not come from the gate: in the unigram phase (steps 1–10) the hidden states of all
+    tokens align (mean pairwise cosine 0.29 → 0.97), so any gate scores them alike; a 15×
+    wider init (0.3) changed the max/mean load after step 50 by less than run-to-run noise."""
     rope_theta: float = 10000.0
     """RoPE base."""
     sparse_attention_topk: int | None = None
@@ -106,6 +118,9 @@ class MoEConfig:
                 f"MoEConfig: top_k={self.top_k} exceeds the {reachable} experts a token can reach "
                 f"({self.topk_groups} group(s) of {self.n_routed_experts // self.n_groups})"
             )
+        for name in ("bias_update_rate", "aux_loss_alpha", "gate_init_std"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"MoEConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.n_shared_experts < 0:
             raise ValueError(
                 f"MoEConfig.n_shared_experts must be >= 0, got {self.n_shared_experts}"
@@ -236,6 +251,24 @@ def route(logits: torch.Tensor, bias: torch.Tensor, cfg: MoEConfig) -> Routing:
     return Routing(experts=experts, weights=w.to(logits.dtype), load=load)
 
 
+def sequence_balance_loss(
+    logits: torch.Tensor, experts: torch.Tensor, n_seqs: int, cfg: MoEConfig
+) -> torch.Tensor:
+    """DeepSeek-V3's complementary sequence-wise balance loss, averaged over sequences.
+
+    Per sequence of ``T`` tokens: ``fᵢ = E/(K·T) · #{t : i chosen for t}`` (1 for every expert
+    when balanced) and ``Pᵢ = mean_t sᵢₜ / Σⱼ sⱼₜ``; the loss is ``α·Σᵢ fᵢ·Pᵢ``. ``fᵢ`` is a count
+    (no gradient), so the gradient lowers the affinity of experts a sequence over-uses. It
+    reacts within one step, where the bias needs ``(gap in affinity) / γ`` steps.
+    """
+    e = cfg.n_routed_experts
+    s = torch.sigmoid(logits.float())
+    p = (s / s.sum(-1, keepdim=True)).view(n_seqs, -1, e).mean(1)
+    counts = F.one_hot(experts.view(n_seqs, -1), e).sum(1).float()  # (seqs, E)
+    f = counts * (e / counts.sum(-1, keepdim=True))
+    return cfg.aux_loss_alpha * (f * p).sum(-1).mean()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Dispatched:
     """What a dispatch delivers to the expert computation."""
@@ -294,22 +327,27 @@ class LocalDispatcher:
         return outputs
 
 
+GroupedGemm = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
 def experts_forward(
     x: torch.Tensor,
     expert_ids: torch.Tensor,
     w_gate_up: torch.Tensor,
     w_down: torch.Tensor,
     first: int,
+    gemms: tuple[GroupedGemm, GroupedGemm] = (ops.grouped_matmul, ops.grouped_matmul),
 ) -> torch.Tensor:
     """SwiGLU experts over tokens sorted by expert, as two grouped GEMMs.
 
     ``w_gate_up``: ``(local_experts, d, 2·h)``; ``w_down``: ``(local_experts, h, d)``;
     ``expert_ids`` are global, ``first`` is the global id of local expert 0. Experts that got no
     token still take part (an empty group), so every expert has a gradient on every rank.
+    ``gemms`` are the two grouped GEMMs (an FP8 one after :func:`convert_experts_to_fp8`).
     """
     counts = torch.bincount(expert_ids - first, minlength=w_gate_up.shape[0])
-    gate, up = ops.grouped_matmul(x, w_gate_up, counts).chunk(2, dim=-1)
-    return ops.grouped_matmul(ops.swiglu(gate.contiguous(), up.contiguous()), w_down, counts)
+    gate, up = gemms[0](x, w_gate_up, counts).chunk(2, dim=-1)
+    return gemms[1](ops.swiglu(gate.contiguous(), up.contiguous()), w_down, counts)
 
 
 class MoE(nn.Module):
@@ -335,13 +373,20 @@ class MoE(nn.Module):
         self.load: torch.Tensor
         self.register_buffer("expert_bias", torch.zeros(cfg.n_routed_experts))
         self.register_buffer("load", torch.zeros(cfg.n_routed_experts), persistent=False)
+        self.aux_loss: torch.Tensor | None = None
+        self.expert_gemms: nn.ModuleList | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         flat = x.reshape(-1, shape[-1])
-        r = route(self.gate(flat), self.expert_bias, self.cfg)
+        logits = self.gate(flat)
+        r = route(logits, self.expert_bias, self.cfg)
+        self.aux_loss = None
         if self.training:
             self.load += r.load
+            if self.cfg.aux_loss_alpha > 0:
+                seqs = flat.shape[0] // shape[-2] if len(shape) > 2 else 1
+                self.aux_loss = sequence_balance_loss(logits, r.experts, seqs, self.cfg)
         k = self.cfg.top_k
         order = r.experts.flatten().argsort(stable=True)
         token_of = order // k
@@ -353,8 +398,11 @@ class MoE(nn.Module):
             self.cfg.n_routed_experts,
             during=(lambda: shared(flat)) if shared is not None else None,
         )
+        gemms = (ops.grouped_matmul, ops.grouped_matmul)
+        if self.expert_gemms is not None:
+            gemms = (self.expert_gemms[0], self.expert_gemms[1])
         out = experts_forward(
-            sent.tokens, sent.expert_ids, self.w_gate_up, self.w_down, self.first_expert
+            sent.tokens, sent.expert_ids, self.w_gate_up, self.w_down, self.first_expert, gemms
         )
         back = self.dispatcher.combine(out, sent.handle)
         weighted = back * r.weights.flatten()[order, None]
@@ -403,6 +451,8 @@ class MoETransformer(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, std=0.02)
+        for moe in self.moe_layers():
+            nn.init.normal_(moe.gate.weight, std=cfg.gate_init_std)
 
     def moe_layers(self) -> list[MoE]:
         return [m for m in self.modules() if isinstance(m, MoE)]
@@ -421,4 +471,29 @@ class MoETransformer(nn.Module):
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+            for moe in self.moe_layers():
+                if moe.aux_loss is not None:
+                    loss = loss + moe.aux_loss
         return logits, loss
+
+
+def convert_experts_to_fp8(model: nn.Module, recipe: str, **options: Any) -> list[str]:
+    """Run every MoE layer's two expert grouped GEMMs under an FP8 ``recipe`` (the options are
+    ``anyware.formats`` ``Fp8TrainingConfig`` fields); returns the converted layers' names.
+
+    Pair it with ``convert_to_fp8_training(model, recipe, skip=("gate", "head", ...))`` for
+    the linear layers: the router keeps high precision either way (it is an ``nn.Linear`` the
+    skip list names, and its selection must not flip on FP8 rounding).
+    """
+    from anyware.formats.grouped import Fp8GroupedMatmul
+    from anyware.formats.training import Fp8TrainingConfig
+
+    config = Fp8TrainingConfig(recipe=recipe, **options)  # type: ignore[arg-type]
+    names = []
+    for name, m in model.named_modules():
+        if isinstance(m, MoE):
+            n = m.w_gate_up.shape[0]
+            gemms = nn.ModuleList([Fp8GroupedMatmul(config, n), Fp8GroupedMatmul(config, n)])
+            m.expert_gemms = gemms.to(m.w_gate_up.device)
+            names.append(name)
+    return names

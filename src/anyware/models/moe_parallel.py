@@ -23,7 +23,9 @@ the concatenated batch up to floating-point reduction order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +105,75 @@ class _AllToAllWait(torch.autograd.Function):
         return grad, None
 
 
+@dataclass(slots=True)
+class Flight:
+    """One asynchronous all-to-all with work overlapped, on this process's monotonic clock (ns).
+
+    The exchange runs on ``anyware.comm``'s worker thread, which ``torch.profiler`` does not
+    see, so its end is taken from the completion callback of its ``Work``.
+    """
+
+    issued: int
+    """When the exchange was started."""
+    compute: tuple[int, int] = (0, 0)
+    """Start and end of the overlapped computation (the shared experts)."""
+    done: int = 0
+    """When the exchange completed (completion callback)."""
+    waited: int = 0
+    """When ``wait`` returned on the main thread."""
+    nbytes: int = 0
+    """Bytes this rank sent."""
+
+    @property
+    def in_flight_ns(self) -> int:
+        return max(self.done - self.issued, 0)
+
+    @property
+    def overlapped_ns(self) -> int:
+        """Time the exchange and the computation were both running."""
+        return max(min(self.done, self.compute[1]) - max(self.issued, self.compute[0]), 0)
+
+    @property
+    def exposed_ns(self) -> int:
+        """Time the main thread waited for the exchange after its computation ended."""
+        return max(self.waited - self.compute[1], 0)
+
+
+class FlightRecorder:
+    """Collects a :class:`Flight` for every overlapped all-to-all while :func:`record_flights`
+    is active."""
+
+    def __init__(self) -> None:
+        self.flights: list[Flight] = []
+
+    def summary(self) -> dict[str, float]:
+        """Totals in ms and the fraction of the in-flight time hidden behind computation."""
+        flight = sum(f.in_flight_ns for f in self.flights)
+        over = sum(f.overlapped_ns for f in self.flights)
+        return {
+            "exchanges": len(self.flights),
+            "in_flight_ms": flight / 1e6,
+            "overlapped_ms": over / 1e6,
+            "exposed_wait_ms": sum(f.exposed_ns for f in self.flights) / 1e6,
+            "compute_ms": sum(f.compute[1] - f.compute[0] for f in self.flights) / 1e6,
+            "overlap_fraction": over / flight if flight else 0.0,
+        }
+
+
+_recorder: FlightRecorder | None = None
+
+
+@contextmanager
+def record_flights() -> Iterator[FlightRecorder]:
+    """Time every overlapped all-to-all run inside the block (forward token dispatch)."""
+    global _recorder
+    previous, _recorder = _recorder, FlightRecorder()
+    try:
+        yield _recorder
+    finally:
+        _recorder = previous
+
+
 def all_to_all_rows(
     x: torch.Tensor,
     out_splits: list[int],
@@ -112,9 +183,25 @@ def all_to_all_rows(
     """Differentiable all-to-all-v (send ``in_splits[r]`` rows of ``x`` to rank r), running
     ``during()`` while the rows are in flight; returns the received rows and its result."""
     flight = _InFlight()
+    rec = _recorder if during is not None else None
+    timing = Flight(issued=time.perf_counter_ns(), nbytes=x.element_size() * x.numel())
     pending = _AllToAllStart.apply(x, out_splits, in_splits, flight)  # type: ignore[no-untyped-call]
-    overlapped = during() if during is not None else None
-    return _AllToAllWait.apply(pending, flight), overlapped  # type: ignore[no-untyped-call]
+    if rec is not None and flight.work is not None:
+        flight.work.get_future().add_done_callback(
+            lambda _: setattr(timing, "done", time.perf_counter_ns())
+        )
+    overlapped = None
+    if during is not None:
+        start = time.perf_counter_ns()
+        with torch.profiler.record_function("moe.overlapped_with_all_to_all"):
+            overlapped = during()
+        timing.compute = (start, time.perf_counter_ns())
+    with torch.profiler.record_function("moe.all_to_all_wait"):
+        received = _AllToAllWait.apply(pending, flight)  # type: ignore[no-untyped-call]
+    if rec is not None:
+        timing.waited = time.perf_counter_ns()
+        rec.flights.append(timing)
+    return received, overlapped
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,11 +333,14 @@ def imbalance(load: torch.Tensor) -> float:
 
 __all__ = [
     "ExpertParallelDispatcher",
+    "Flight",
+    "FlightRecorder",
     "MoE",
     "build",
     "check_shardable",
     "imbalance",
     "is_expert_param",
+    "record_flights",
     "sync_gradients",
     "update_router_bias",
 ]
