@@ -63,6 +63,7 @@ def test_simulate_table_and_errors(tmp_path: Path) -> None:
     )
     one_line_error(cli("simulate", "--ops", "allredcue"), "unknown collective")
     one_line_error(cli("simulate", "--sizes", "big"), "--sizes")
+    one_line_error(cli("simulate", "--overhead", "-3"), "call_overhead must be >= 0")
 
 
 def test_list_json() -> None:

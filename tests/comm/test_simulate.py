@@ -144,3 +144,15 @@ def test_topology_rejects_bad_input() -> None:
         Topology(ranks=4, intra_bw=0)
     with pytest.raises(ValueError, match="no simulation"):
         simulate(Topology(ranks=4), "allreduce", "magic", SIZES)
+
+
+def test_call_overhead_is_paid_once_per_collective() -> None:
+    """The per-call software term adds the same seconds to every algorithm and size (it
+    sits outside the rounds), so it never changes which algorithm is cheapest."""
+    base = Topology(ranks=8, intra_bw=20e9, intra_latency=3e-6)
+    paid = Topology(ranks=8, intra_bw=20e9, intra_latency=3e-6, call_overhead=25e-6)
+    for coll, algo in REGISTRY:
+        delta = simulate(paid, coll, algo, SIZES) - simulate(base, coll, algo, SIZES)
+        assert np.allclose(delta, 25e-6, rtol=1e-9, atol=1e-15), (coll, algo)
+    with pytest.raises(ValueError, match="call_overhead must be >= 0"):
+        Topology(ranks=4, call_overhead=-1e-6)
