@@ -1,17 +1,15 @@
-"""The evidence, small: FP8 recipes track fp32 from a warm start; PTQ presets order as expected;
-FP8 round trips clear the SQNR bar. The full-size figures come from
-``benchmarks/formats/bench_formats.py``."""
+"""The evidence, small: FP8 recipes track fp32 at a stable end, next to the fp32 noise floor;
+QuaRot's rotation helps W4A4; FP8 round trips clear the SQNR bar. The full-size figures come
+from ``benchmarks/formats/bench_formats.py``."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 
 import pytest
 import torch
 
 from anyware.formats import evidence as ev
-from anyware.formats import quantize
 from anyware.formats.training import Recipe
 
 pytestmark = pytest.mark.slow
@@ -26,41 +24,48 @@ def single_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def trained(
-    single_thread: None,
-) -> tuple[ev.TrainSetup, object, list[tuple[torch.Tensor, torch.Tensor]]]:
-    setup = ev.TrainSetup(steps=300, eval_batches=4)
-    _, model, held = ev.train(setup)
-    return setup, model, held
+def trained(single_thread: None) -> tuple[ev.GPT, list[ev.Batch]]:
+    setup = ev.TrainSetup(steps=400, held_windows=128)
+    result, model, held = ev.train(setup)
+    assert result.eval_loss < 1.0, result.evals  # off the unigram plateau (≈ 2.8)
+    return model, held
 
 
-def test_fp8_recipes_track_fp32_from_a_warm_start(trained: tuple) -> None:  # type: ignore[type-arg]
-    setup, model, held = trained
-    base = ev.continue_training(model, held, setup, None, steps=30)
+def test_fp8_recipes_track_fp32_at_a_stable_end(trained: tuple[ev.GPT, list[ev.Batch]]) -> None:
+    model, _ = trained
+    cont = ev.TrainSetup(steps=40, lr=1e-3, warmup=0.1, data_seed=7, held_windows=128)
+    base, _, _ = ev.train(cont, start=model)
+    noise = abs(ev.relative_gap(ev.train(cont, "fp32-data", start=model)[0], base))
     gaps = {}
     for recipe in [r.value for r in Recipe]:
-        res = ev.continue_training(model, held, setup, recipe, steps=30)
-        gaps[recipe] = ev.relative_gap(res, base)
-    # Measured here (300-step model still descending, loss 0.465): tensorwise +1.8%/+1.7%,
-    # rowwise +0.4%, deepseek +0.5%, mxfp8 +0.4%. The pretraining itself is chaotic (another
-    # BLAS can land it elsewhere), so the bound is loose: 5% still catches a broken cast or a
-    # wrong gradient layout, which move the loss by tens of percent. The full-size, converged
-    # figures are the benchmark's.
-    assert all(abs(g) < 0.05 for g in gaps.values()), gaps
-    assert gaps["mxfp8"] < gaps["tensorwise-current"], gaps  # finer scales, smaller gap
+        gaps[recipe] = ev.relative_gap(ev.train(cont, recipe, start=model)[0], base)
+    # Measured here (400-step model at loss 0.39, still descending, so not yet the stable end
+    # the benchmark uses): data-order noise 0.77%; gaps tensorwise +1.0/+1.1%, rowwise +0.2%,
+    # deepseek +0.4%, mxfp8 +0.7%. A broken cast or a wrong gradient layout moves the loss by
+    # tens of percent; 3% leaves room for another BLAS's chaotic pretraining.
+    assert noise < 0.03, noise
+    assert all(abs(g) < 0.03 for g in gaps.values()), gaps
 
 
-def test_ptq_presets_order_by_bits_and_rotation_helps_w4a4(trained: tuple) -> None:  # type: ignore[type-arg]
-    _, model, held = trained
-    ppl = {"fp32": ev.perplexity(model, held)}  # type: ignore[arg-type]
-    for preset in ("w8a8", "w4a4", "mxfp8"):
-        for rotate in (False, True):
-            m = copy.deepcopy(model)
-            quantize(m, preset, rotate=rotate)  # type: ignore[call-overload]
-            ppl[preset + ("+rot" if rotate else "")] = ev.perplexity(m, held)
-    assert ppl["w8a8"] < ppl["fp32"] * 1.01 and ppl["mxfp8"] < ppl["fp32"] * 1.03, ppl
-    assert ppl["w4a4"] > ppl["w8a8"], ppl
-    assert ppl["w4a4+rot"] < ppl["w4a4"], ppl
+def test_first_linear_carries_most_of_the_fp8_forward_gap(
+    trained: tuple[ev.GPT, list[ev.Batch]],
+) -> None:
+    model, held = trained
+    kept = ev.forward_only_gap(model, held, "tensorwise-current")
+    full = ev.forward_only_gap(model, held, "tensorwise-current", keep_first=0)
+    assert kept < full, (kept, full)  # measured: +0.70% kept, +1.91% with it in FP8
+
+
+def test_quarot_rotation_helps_w4a4(trained: tuple[ev.GPT, list[ev.Batch]]) -> None:
+    model, held = trained
+    ppl0 = ev.perplexity(model, held)
+    ppl = {rot: ev.ptq_perplexity(model, held, "w4a4", rot) for rot in ("none", "quarot")}
+    w8 = ev.ptq_perplexity(model, held, "w8a8", "quarot")
+    assert w8 < ppl0 * 1.01, (w8, ppl0)
+    assert ppl0 < ppl["quarot"] < ppl["none"], (ppl0, ppl)  # measured 1.476 < 1.683 < 1.750
+    stats = ev.activation_stats(model, held)
+    assert set(stats) >= {"blocks.0.attn.qkv", "blocks.1.mlp.out"}
+    assert all(s["kurtosis"] > 1 for s in stats.values()), stats
 
 
 def test_sqnr_table_clears_the_fp8_bar() -> None:

@@ -25,7 +25,7 @@ def run(ctx: DemoContext) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the tiny model runs faster single-threaded on a shared cpu
     try:
-        setup = evidence.TrainSetup(steps=STEPS, batch_size=8, eval_batches=4, lr=1e-3)
+        setup = evidence.TrainSetup(steps=STEPS, batch_size=8, held_windows=64, lr=1e-3)
         base, _, _ = evidence.train(setup)
         control, _, _ = evidence.train(setup, evidence.CONTROL)
         fp8, _, _ = evidence.train(setup, RECIPE)
