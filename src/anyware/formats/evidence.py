@@ -18,8 +18,10 @@ chaos, not the format.
 **So the comparison is made at a stable end**, the way FP8 continued-training studies do it:
 train fp32 to the loss floor (``pretrain``), then continue from that checkpoint with one schedule
 for every run (warmup, cosine decay to 0) on one batch stream, in fp32, under each control and
-under each recipe. The final loss is the mean held-out loss over the last evaluations. Measured:
-the controls' spread there is ≤ 0.01%, so a gap of 0.25% is twenty-five noise floors.
+under each recipe. The final loss is the mean held-out loss over the last evaluations. Measured
+there: the 1-ulp and summation-order controls move the loss by < 0.001%, so on the shared batch
+stream a gap is the format's; another batch order still moves it by 0.26% in one sample (the
+benchmark prints it as the noise floor next to every gap).
 
 The held-out set is every non-overlapping window of a fixed text (the same for every run and
 every seed), evaluated with the model as trained (FP8 forward for an FP8 run).
