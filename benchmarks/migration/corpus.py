@@ -2,7 +2,7 @@
 machine, and again under plain ``python`` after ``anyware migrate fix``.
 
     python benchmarks/migration/corpus.py setup          # venv (torch 2.14.1 + torchvision 0.29.1)
-    python benchmarks/migration/corpus.py run [--only NAME ...] [--mode shim|fixed|both]
+    python benchmarks/migration/corpus.py run [--only NAME ...] [--mode shim|fixed|control|all]
 
 Sources come from local git mirrors (``--mirrors``, default ``/work/.mirror``; one
 ``<owner>+<name>/repo`` per repository) at the commits below and are extracted under
@@ -10,6 +10,13 @@ Sources come from local git mirrors (``--mirrors``, default ``/work/.mirror``; o
 the data the harness fabricates, and a success pattern that proves training progressed (an
 exit status of 0 alone proves nothing: ``mp.spawn(nprocs=0)`` exits 0 without training).
 Results go to ``runs/corpus/results.json`` and a pass table on stdout.
+
+A case that fails both ways may carry a ``Control``: the script run on plain cpu torch with
+anyware nowhere in the process (``_control.py``; CUDA hidden; only the edits the script needs
+to start without a GPU, applied as text and shown in the log). When the control fails with the
+same signature, the failure is the script's own (an upstream bug), recorded as ``upstream``
+with the evidence, not as a migration failure. Mode ``patched`` then runs the script under
+``anyware run`` with only that bug fixed, to show the migration itself works.
 """
 
 from __future__ import annotations
@@ -77,12 +84,32 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Control:
+    """Run the case's (single) step on plain cpu torch with no anyware, to prove a failure is
+    the script's own."""
+
+    signature: str
+    """Regex of the failure; a shim or fixed run failing with it is recorded as ``upstream``."""
+    evidence: str
+    """Regex the control's output must also show (where the failure comes from)."""
+    verdict: str
+    """One sentence for the pass table's note."""
+    edits: tuple[tuple[str, str, str], ...] = ()
+    """(file, old, new): the least the script needs to start without a GPU; each must match
+    exactly once (so a changed upstream file fails loudly instead of silently)."""
+    upstream_fix: tuple[tuple[str, str, str], ...] = ()
+    """(file, old, new): a fix of the script's own bug; mode ``patched`` runs the script with
+    only this edit under ``anyware run``, to show the migration itself then works."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Case:
     name: str
     repo: str
     steps: list[Step]
     prepare: Callable[[Path], None] = lambda root: None
     env: dict[str, str] = field(default_factory=dict)
+    control: Control | None = None
 
 
 def _cases() -> list[Case]:
@@ -143,8 +170,23 @@ def _cases() -> list[Case]:
                  steps=[Step(cwd=f"implementations/{n}", argv=[f"{s}.py", *gan], success=r"\[Epoch 0/1\] \[Batch 0/\d+\]", fix=(f"{s}.py",))])
             for n, s in (("gan", "gan"), ("cgan", "cgan"), ("wgan_gp", "wgan_gp"))
         ],
+        # The generator+encoder Adam step (optimizer_GE.step()) updates the generator's weights in
+        # place between the forward pass that built D_gen and d_loss.backward() through it;
+        # torch >= 1.5 counts optimizer updates as in-place modifications and refuses. The
+        # control shows the same error with no device and no anyware in the process.
         Case(name="PyTorch-GAN cluster_gan", repo="PyTorch-GAN", prepare=mn,
-             steps=[Step(cwd="implementations/cluster_gan", argv=["clustergan.py", "-n", "1", "-b", "64"], success=r"\[Epoch 0/1\]", fix=("clustergan.py",))]),
+             steps=[Step(cwd="implementations/cluster_gan", argv=["clustergan.py", "-n", "1", "-b", "64"], success=r"\[Epoch 0/1\]", fix=("clustergan.py",))],
+             control=Control(
+                 signature=r"modified by an inplace operation: \[torch\.FloatTensor \[64, 1, 4, 4\]\] is at version 2; expected version 1",
+                 evidence=r"Adam\.step\(\) at clustergan\.py:451 modified \d+ parameter\(s\) in place: .*\[64, 1, 4, 4\] v1→v2(.|\n)*anyware modules loaded: none",
+                 verdict="fails identically without any device involved (upstream bug): d_loss.backward() (clustergan.py:474) "
+                         "back-propagates through the generator graph built at line 425, whose last ConvTranspose2d(64, 1, 4) "
+                         "weight [64, 1, 4, 4] optimizer_GE.step() (Adam, line 451) has meanwhile updated in place (version 1 → 2); "
+                         "torch >= 1.5 refuses that on every device",
+                 edits=(("clustergan.py", "    Tensor = torch.cuda.FloatTensor\n", "    Tensor = torch.FloatTensor\n"),
+                        ("clustergan.py", "zc_idx = zc_idx.random_(n_c).cuda()", "zc_idx = zc_idx.random_(n_c)")),
+                 # the usual GAN fix: the discriminator's fake loss on a detached generator output
+                 upstream_fix=(("clustergan.py", "fake_loss = bce_loss(D_gen, fake)", "fake_loss = bce_loss(discriminator(gen_imgs.detach()), fake)"),))),
         Case(name="resnet_cifar10 trainer", repo="resnet_cifar10", prepare=lambda r: _data.cifar_stub(r / "_stub"), env={"_STUB": "1"},
              steps=[Step(cwd=".", argv=["trainer.py", "--arch", "resnet20", "--epochs", "1", "-b", "16", "-j", "0", "-p", "1", "--save-dir", "save"],
                          success=r"Epoch: \[0\]\[1/\d+\]", fix=("trainer.py", "resnet.py"))]),
@@ -184,7 +226,9 @@ def _env(case: Case, root: Path) -> dict[str, str]:
 def _command(step: Step, mode: str) -> list[str]:
     argv = [a for a in step.argv if mode == "shim" or a not in step.user_choice]
     step = Step(cwd=step.cwd, argv=argv, success=step.success, nproc=step.nproc)
-    if mode == "shim":
+    if mode == "control":
+        return [PY, str(Path(__file__).resolve().parent / "_control.py"), *step.argv]
+    if mode in ("shim", "patched"):
         cmd = [PY, "-m", "anyware.cli.main", "run"]
         if step.nproc > 1:
             cmd += ["--nproc", str(step.nproc)]
@@ -201,16 +245,36 @@ def _command(step: Step, mode: str) -> list[str]:
     return [PY, *step.argv]
 
 
+def _apply_edits(
+    cwd: Path,
+    edits: tuple[tuple[str, str, str], ...],
+    why: str = "the least the script needs to start without a GPU",
+) -> str:
+    """Apply a control's text edits; returns them as a diff for the log."""
+    shown = []
+    for name, old, new in edits:
+        path = cwd / name
+        text = path.read_text()
+        if text.count(old) != 1:
+            raise SystemExit(f"control edit does not match exactly once in {path}: {old!r}")
+        path.write_text(text.replace(old, new))
+        shown.append(f"--- {name}\n-{old.rstrip()}\n+{new.rstrip()}")
+    return f"control edits ({why}):\n" + "\n".join(shown)
+
+
 def run_case(case: Case, mode: str, timeout: int) -> dict[str, object]:
     root = WORK / "runs" / mode / re.sub(r"[^A-Za-z0-9]+", "_", case.name)
     shutil.rmtree(root, ignore_errors=True)
     shutil.copytree(WORK / "src" / case.repo, root)
     case.prepare(root)
     env = _env(case, root)
+    if mode == "control":
+        env["CUDA_VISIBLE_DEVICES"] = ""  # no device, even on a GPU machine
     t0 = time.perf_counter()
     log: list[str] = []
-    ok = True
-    for step in case.steps:
+    status = "pass"
+    steps = case.steps[:1] if mode == "control" else case.steps
+    for step in steps:
         cwd = root / step.cwd
         if mode == "fixed" and step.fix:
             fix = subprocess.run(
@@ -221,6 +285,10 @@ def run_case(case: Case, mode: str, timeout: int) -> dict[str, object]:
                 text=True,
             )
             log.append(fix.stdout + fix.stderr)
+        if mode == "control" and case.control is not None:
+            log.append(_apply_edits(cwd, case.control.edits))
+        if mode == "patched" and case.control is not None:
+            log.append(_apply_edits(cwd, case.control.upstream_fix, "the script's own bug fixed"))
         try:
             proc = subprocess.run(
                 _command(step, mode),
@@ -234,17 +302,35 @@ def run_case(case: Case, mode: str, timeout: int) -> dict[str, object]:
         except subprocess.TimeoutExpired as e:
             out, code = f"{e.stdout or ''}{e.stderr or ''}\nTIMEOUT after {timeout}s", -1
         log.append(out if isinstance(out, str) else out.decode(errors="replace"))
-        if code != 0 or not re.search(step.success, log[-1]):
-            ok = False
+        status = _status(case, mode, code, log[-1], step.success)
+        if status != "pass":
             break
     (root.parent / f"{root.name}.log").write_text("\n".join(log))
     return {
         "case": case.name,
         "mode": mode,
-        "passed": ok,
+        "passed": status == "pass",
+        "status": status,
         "seconds": round(time.perf_counter() - t0, 1),
         "log": str(root.parent / f"{root.name}.log"),
     }
+
+
+def _status(case: Case, mode: str, code: int, out: str, success: str) -> str:
+    """pass / fail, ``upstream`` for a failure with the control's signature, and for the
+    control itself ``reproduced`` (same failure, evidence shown, no anyware) or not."""
+    control = case.control
+    if mode == "patched":
+        return "pass" if code == 0 and re.search(success, out) else "fail"
+    if mode == "control":
+        assert control is not None
+        same = code != 0 and re.search(control.signature, out) and re.search(control.evidence, out)
+        return "reproduced" if same else "not reproduced"
+    if code == 0 and re.search(success, out):
+        return "pass"
+    if control is not None and re.search(control.signature, out):
+        return "upstream"
+    return "fail"
 
 
 def main() -> None:
@@ -254,13 +340,21 @@ def main() -> None:
     s.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"))
     r = sub.add_parser("run")
     r.add_argument("--only", nargs="*", default=None, help="case names (substring match)")
-    r.add_argument("--mode", choices=["shim", "fixed", "both"], default="both")
+    r.add_argument(
+        "--mode",
+        choices=["shim", "fixed", "control", "patched", "both", "all"],
+        default="all",
+        help="both = shim and fixed; all = both plus, for cases with a control, the control "
+        "(plain cpu torch, no anyware) and patched (anyware run with the script's bug fixed)",
+    )
     r.add_argument("--timeout", type=int, default=600)
     args = ap.parse_args()
     if args.cmd == "setup":
         setup(args.mirrors)
         return
-    modes = ["shim", "fixed"] if args.mode == "both" else [args.mode]
+    modes = {"both": ["shim", "fixed"], "all": ["shim", "fixed", "control", "patched"]}.get(
+        args.mode, [args.mode]
+    )
     cases = [c for c in _cases() if not args.only or any(o in c.name for o in args.only)]
     results_path = WORK / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
@@ -271,24 +365,40 @@ def main() -> None:
     ).stdout.strip()
     for case in cases:
         for mode in modes:
+            if mode in ("control", "patched") and case.control is None:
+                continue
             res = run_case(case, mode, args.timeout)
             res["versions"] = versions
             results[f"{case.name}|{mode}"] = res
             results_path.write_text(json.dumps(results, indent=2))
             print(
-                f"{'PASS' if res['passed'] else 'FAIL'}  {mode:<6} {case.name:<36} {res['seconds']:>7.1f}s  {res['log']}",
+                f"{str(res['status']).upper():<14} {mode:<7} {case.name:<36} {res['seconds']:>7.1f}s  {res['log']}",
                 flush=True,
             )
-    print("\n| case | anyware run | plain python after fix |\n|---|---|---|")
-    names = [c.name for c in _cases()]
-    for name in names:
+    print(f"\ntorch/torchvision in the corpus venv: {versions}")
+    print("\n| case | anyware run | plain python after fix | control (cpu torch, no anyware) |")
+    print("|---|---|---|---|")
+    notes = []
+    for case in _cases():
         cells = []
-        for mode in ("shim", "fixed"):
-            r = results.get(f"{name}|{mode}")
+        for mode in ("shim", "fixed", "control"):
+            r = results.get(f"{case.name}|{mode}")
             cells.append(
-                "—" if r is None else ("pass" if r["passed"] else "FAIL") + f" ({r['seconds']}s)"
+                "—"
+                if r is None
+                else f"{r.get('status', 'pass' if r['passed'] else 'fail')} ({r['seconds']}s)"
             )
-        print(f"| {name} | {cells[0]} | {cells[1]} |")
+        print(f"| {case.name} | {cells[0]} | {cells[1]} | {cells[2]} |")
+        if case.control is not None:
+            patched = results.get(f"{case.name}|patched")
+            after = (
+                ""
+                if patched is None
+                else f" With that bug fixed, `anyware run`: {patched['status']}."
+            )
+            notes.append(f"{case.name}: {case.control.verdict}.{after}")
+    for note in notes:
+        print(f"\n{note}")
 
 
 if __name__ == "__main__":
