@@ -27,7 +27,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from anyware.trace.load import Run, load_run
+from anyware.trace.load import DIFF_COLUMNS, Run, load_run
 from anyware.trace.schema import SKETCH, TraceError
 
 #: Unit roundoff per dtype (2^-(mantissa bits + 1)); integers and bool compare exactly.
@@ -153,20 +153,37 @@ class _Side:
     numel: Any
 
     @classmethod
-    def of(cls, df: Any) -> _Side:
+    def of(cls, df: Any, run: Run | None = None) -> _Side:
+        """numpy views of ``df`` (a run's frame, or B's aligned frame: same rows in the same
+        order); nested columns the frame lacks come from ``run.arrays``."""
         import numpy as np
         import polars as pl
 
-        sk = df["sketch"].to_numpy().astype(np.float64).reshape(-1, SKETCH)
-        code = (
-            df["dtype"].replace_strict(_CODE, default=len(DTYPES), return_dtype=pl.Int64).to_numpy()
+        # Derived columns in one multi-threaded polars pass; the rest are zero-copy views.
+        # The sketch stays float32 (as stored): ``errors`` widens only the rows it reads.
+        d = df.select(
+            pl.col("dtype").replace_strict(_CODE, default=len(DTYPES), return_dtype=pl.Int64),
+            (pl.col("rank").cast(pl.Int64) * (1 << 40) + pl.col("seq")).alias("key"),
+            pl.col("shape").hash().alias("shape"),
+            (pl.col("role") == "out").alias("is_out"),
+            pl.col("op").is_in(list(VALUE_PRESERVING)).alias("vp"),
+            (pl.col("op") == "aten.copy_").alias("is_copy"),
         )
+        code = d["dtype"].to_numpy()
+        arrays = run.arrays if run is not None else {}
+        if "sketch" in arrays:
+            sketch, off, flat = arrays["sketch"], arrays["in_off"], arrays["in_flat"]
+        else:
+            sketch = np.asarray(df["sketch"].to_numpy()).reshape(-1, SKETCH)
+            n_in = df["inputs"].list.len().fill_null(0).cast(pl.Int64).to_numpy()
+            off = np.concatenate([[0], np.cumsum(n_in)]).astype(np.int64)
+            flat = df["inputs"].explode().drop_nulls().to_numpy()
         return cls(
             df=df,
             rank=df["rank"].to_numpy(),
             seq=df["seq"].to_numpy(),
             step=df["step"].to_numpy(),
-            sk=sk,
+            sk=sketch,
             l2=df["l2"].to_numpy(),
             mn=df["min"].to_numpy(),
             mx=df["max"].to_numpy(),
@@ -176,15 +193,13 @@ class _Side:
             ck=df["checksum"].to_numpy(),
             code=code,
             u=np.append(_U_BY_CODE, 0.0)[code],
-            key=df["rank"].to_numpy().astype(np.int64) * (1 << 40) + df["seq"].to_numpy(),
-            off=np.concatenate(
-                [[0], np.cumsum(df["inputs"].list.len().fill_null(0).to_numpy().astype(np.int64))]
-            ).astype(np.int64),
-            flat=df["inputs"].explode().drop_nulls().to_numpy(),
-            shape=df["shape"].hash().to_numpy(),
-            is_out=(df["role"] == "out").to_numpy(),
-            vp=df["op"].is_in(list(VALUE_PRESERVING)).to_numpy(),
-            is_copy=(df["op"] == "aten.copy_").to_numpy(),
+            key=d["key"].to_numpy(),
+            off=off,
+            flat=flat,
+            shape=d["shape"].to_numpy(),
+            is_out=d["is_out"].to_numpy(),
+            vp=d["vp"].to_numpy(),
+            is_copy=d["is_copy"].to_numpy(),
             numel=df["numel"].to_numpy(),
         )
 
@@ -214,7 +229,8 @@ def errors(a: _Side, ia: Any, b: _Side, ib: Any) -> tuple[Any, Any]:
     cos = np.ones(len(ia))
     k = np.nonzero(~same)[0]
     if len(k):
-        sa, sb = a.sk[ia[k]], b.sk[ib[k]]
+        sa = a.sk[ia[k]].astype(np.float64)
+        sb = b.sk[ib[k]].astype(np.float64)
         lak, lbk = la[k], lb[k]
         denom = np.maximum(lak, lbk)
         diff = sa - sb
@@ -240,8 +256,8 @@ def diff_runs(
 
     opts = DiffOptions(**kw)
     t0 = time.perf_counter()
-    ra = run_a if isinstance(run_a, Run) else load_run(run_a)
-    rb = run_b if isinstance(run_b, Run) else load_run(run_b)
+    ra = run_a if isinstance(run_a, Run) else load_run(run_a, columns=DIFF_COLUMNS)
+    rb = run_b if isinstance(run_b, Run) else load_run(run_b, columns=DIFF_COLUMNS)
     calib = None
     if opts.calibrate is not None:
         calib = _calibration(opts)
@@ -257,12 +273,12 @@ def _calibration(opts: DiffOptions) -> Any:
     import numpy as np
     import polars as pl
 
-    from anyware.trace.align import align
+    from anyware.trace.align import align, key_hash
 
     assert opts.calibrate is not None
-    ca, cb = (load_run(p) for p in opts.calibrate)
+    ca, cb = (load_run(p, columns=DIFF_COLUMNS) for p in opts.calibrate)
     b_df, al = align(ca.frame, cb.frame, opts.mapping)
-    a, b = _Side.of(ca.frame), _Side.of(b_df)
+    a, b = _Side.of(ca.frame, ca), _Side.of(b_df, cb)
     m = np.nonzero(al.a_index >= 0)[0]
     if len(m) == 0:
         raise TraceError(
@@ -274,7 +290,7 @@ def _calibration(opts: DiffOptions) -> Any:
     return pl.DataFrame(
         {
             "rank": b.rank[m],
-            "key": b_df["key"].to_numpy()[m],
+            "h": b_df.select(key_hash())[:, 0].to_numpy()[m],
             "cal_err": np.where(np.isfinite(rel), rel, np.nan),
             "cal_u": np.maximum(ua, ub),
         }

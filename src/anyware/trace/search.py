@@ -14,7 +14,7 @@ from anyware.trace.compare import (
     _Side,
     errors,
 )
-from anyware.trace.load import Run
+from anyware.trace.load import Run, row_key
 
 _FILLS = frozenset(
     {
@@ -37,10 +37,10 @@ def analyse(ra: Run, rb: Run, opts: DiffOptions, calib: Any) -> DiffResult:
     import numpy as np
     import polars as pl
 
-    from anyware.trace.align import align
+    from anyware.trace.align import align, key_hash
 
     b_df, al = align(ra.frame, rb.frame, opts.mapping)
-    a, b = _Side.of(ra.frame), _Side.of(b_df)
+    a, b = _Side.of(ra.frame, ra), _Side.of(b_df, rb)
     n = b_df.height
     partner = al.a_index.copy()
     # Inside a re-aligned module call, ops paired by name but of different shapes are not the
@@ -93,8 +93,9 @@ def analyse(ra: Run, rb: Run, opts: DiffOptions, calib: Any) -> DiffResult:
     tol_m = floor_table[dt_eff]
     tol_m = np.where(u_eff > 0, tol_m, 0.0)
     if calib is not None:
-        keyed = pl.DataFrame({"rank": b.rank[m], "key": b_df["key"].to_numpy()[m]}).join(
-            calib, on=["rank", "key"], how="left"
+        hb = b_df.select(key_hash())[:, 0].to_numpy()[m]
+        keyed = pl.DataFrame({"rank": b.rank[m], "h": hb}).join(
+            calib, on=["rank", "h"], how="left", maintain_order="left"
         )
         ce = keyed["cal_err"].fill_null(0.0).fill_nan(0.0).to_numpy()
         cu = keyed["cal_u"].fill_null(0.0).to_numpy()
@@ -115,7 +116,7 @@ def analyse(ra: Run, rb: Run, opts: DiffOptions, calib: Any) -> DiffResult:
     fd = None
     if first is not None:
         r0, kind, detail = first
-        fd = _describe(a, b, ra.frame, b_df, int(r0), kind, partner, err, cos, tol, detail)
+        fd = _describe(a, b, ra, rb, b_df, int(r0), kind, partner, err, cos, tol, detail)
         full = _exact(ra, rb, b_df, int(r0)) if kind == "value" else None
         if full:
             fd["metrics"].update(full)
@@ -127,7 +128,7 @@ def analyse(ra: Run, rb: Run, opts: DiffOptions, calib: Any) -> DiffResult:
     ]
     worst = [
         {
-            "key": b_df["key"][int(r)],
+            "key": row_key(b_df.row(int(r), named=True)),
             "err": _f(err[r]),
             "tol": _f(tol[r]),
             "cosine": _f(cos[r]),
@@ -284,7 +285,8 @@ def _inputs_agree(b: _Side, q: int, partner: Any, div: Any) -> bool:
 def _describe(
     a: _Side,
     b: _Side,
-    a_df: Any,
+    ra: Run,
+    rb: Run,
     b_df: Any,
     r: int,
     kind: str,
@@ -294,11 +296,12 @@ def _describe(
     tol: Any,
     detail: int,
 ) -> dict[str, Any]:
+    a_df = ra.frame
     row = b_df.row(r, named=True)
-    src = row
+    src, src_run = row, rb
     metrics: dict[str, Any] = {"kind": kind}
     if kind == "missing_op":
-        src = a_df.row(detail, named=True)
+        src, src_run = a_df.row(detail, named=True), ra
         metrics["note"] = (
             f"{src['op']} runs in A but has no counterpart in B; its consumer {row['op']} diverges"
         )
@@ -344,16 +347,16 @@ def _describe(
         "step": int(src["step"]),
         "rank": int(src["rank"]),
         "call_index": int(src["call_index"]),
-        "key": src["key"],
+        "key": row_key(src),
         "slot": src["slot"],
         "metrics": metrics,
-        "location": src["location"],
+        "location": src_run.location(int(src["rank"]), int(src["seq"])),
     }
 
 
 def _exact(ra: Run, rb: Run, b_df: Any, r: int) -> dict[str, Any] | None:
     """Exact metrics when both runs saved the whole tensor (``--tensors``)."""
-    key, rank = b_df["key"][r], int(b_df["rank"][r])
+    key, rank = row_key(b_df.row(r, named=True)), int(b_df["rank"][r])
     ta, tb = ra.tensors(rank).get(key), rb.tensors(rank).get(key)
     if ta is None or tb is None or ta.shape != tb.shape:
         return None
@@ -377,9 +380,9 @@ def _modules(b_df: Any, m: Any, err: Any, tol: Any) -> list[dict[str, Any]]:
 
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(tol[m] > 0, err[m] / tol[m], np.where(err[m] > 0, np.inf, 0.0))
-    df = pl.DataFrame(
-        {"module": b_df["module"].to_numpy()[m], "ratio": np.nan_to_num(ratio, posinf=1e300)}
-    )
+    # Grouped in polars on the module column as it is: no per-row Python strings.
+    df = b_df.select("module").with_row_index("_r").filter(pl.Series(_mask(b_df.height, m)))
+    df = df.with_columns(pl.Series("ratio", np.nan_to_num(ratio, posinf=1e300)))
     agg = (
         df.group_by("module")
         .agg(
@@ -390,6 +393,14 @@ def _modules(b_df: Any, m: Any, err: Any, tol: Any) -> list[dict[str, Any]]:
         .sort("module")
     )
     return agg.to_dicts()
+
+
+def _mask(n: int, idx: Any) -> Any:
+    import numpy as np
+
+    out = np.zeros(n, dtype=bool)
+    out[idx] = True
+    return out
 
 
 def first_nonfinite(run: Run, side: _Side | None = None) -> dict[str, Any] | None:
@@ -404,12 +415,12 @@ def first_nonfinite(run: Run, side: _Side | None = None) -> dict[str, Any] | Non
     bad = df.with_row_index("_r").filter(flag)
     if bad.height == 0:
         return None
-    side = side if side is not None else _Side.of(df)
+    side = side if side is not None else _Side.of(df, run)
     is_bad = df.select(flag).to_series().to_numpy()
     bad = bad.sort(["step", "seq", "rank"])
     for row in bad.head(10_000).iter_rows(named=True):
         ok = True
-        for s in row["inputs"]:
+        for s in side.inputs_of(int(row["_r"])):
             q = side.row_of(int(row["rank"]), s)
             if q >= 0 and is_bad[q]:
                 ok = False
@@ -422,10 +433,10 @@ def first_nonfinite(run: Run, side: _Side | None = None) -> dict[str, Any] | Non
                 "module": row["module"],
                 "op": row["op"],
                 "call_index": int(row["call_index"]),
-                "key": row["key"],
+                "key": row_key(row),
                 "nan": int(row["nan"]),
                 "inf": int(row["inf"]),
-                "location": row["location"],
+                "location": run.location(int(row["rank"]), int(row["seq"])),
             }
     del np
     return None
