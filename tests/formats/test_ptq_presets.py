@@ -87,3 +87,35 @@ def test_bad_preset_leaves_model_untouched() -> None:
     assert type(m.a) is nn.Linear
     with pytest.raises(ValueError, match="group_size"):
         quantize(m, "w4a16", group_size=-1)
+
+
+def test_calibrated_clip_search_never_loses_to_round_to_nearest() -> None:
+    from anyware.formats.ptq import search_weight_clip
+
+    torch.manual_seed(3)
+    w = torch.randn(48, 64)
+    w[:, 5] *= 8  # a heavy column: clipping it costs output error, clipping the rest gains
+    x = torch.randn(300, 64)
+    clipped = search_weight_clip(w, x, "int4", {"group_size": None})
+    rtn = fake_quantize(w, "int4", group_size=None)
+    err = ((fake_quantize(clipped, "int4", group_size=None) - w) @ x.T).pow(2).sum(-1)
+    err_rtn = ((rtn - w) @ x.T).pow(2).sum(-1)
+    assert (err <= err_rtn).all() and err.sum() < err_rtn.sum()  # 1.0 is in the grid
+
+
+def test_act_clip_and_calibration_options() -> None:
+    m = Net()
+    x = torch.randn(5, 64)
+    report = quantize(m, "w4a4", act_clip=0.5, calibration=[torch.randn(32, 64)])
+    assert report.calibrated
+    a = x.abs().amax(-1, keepdim=True) * 0.5
+    want = fake_quantize(x.clamp(-a, a), "int4", group_size=None) @ m.a.weight.T + m.a.bias
+    assert torch.equal(m.a(x), want)
+    with pytest.raises(ValueError, match="act_clip applies to INT activations"):
+        quantize(Net(), "w4a16", act_clip=0.9)
+    with pytest.raises(ValueError, match="act_clip must be in"):
+        quantize(Net(), "w4a4", act_clip=1.5)
+    with pytest.raises(ValueError, match="not mxfp4"):
+        quantize(Net(), "mxfp4", calibration=[torch.randn(4, 64)])
+    with pytest.raises(ValueError, match="never reached 'a'"):
+        quantize(Net(), "w4a4", calibration=[])

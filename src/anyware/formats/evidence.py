@@ -274,8 +274,17 @@ class _Opaque(nn.Module):
 ROTATIONS = ("none", "quarot", "online")
 
 
-def ptq_perplexity(model: nn.Module, held: list[Batch], preset: str, rotation: str) -> float:
-    """Held-out perplexity of a copy of ``model`` under ``preset`` and a ``ROTATIONS`` variant."""
+def calibration_batches(setup: TrainSetup, n: int = 2) -> list[tuple[torch.Tensor]]:
+    """``n`` batches of training-corpus windows (never the held-out text) for PTQ calibration."""
+    it = batches(encode(make_text(4000, seed=0)), setup.batch_size, setup.gpt.seq_len, seed=5)
+    return [(next(it)[0],) for _ in range(n)]
+
+
+def ptq_perplexity(
+    model: nn.Module, held: list[Batch], preset: str, rotation: str, **options: Any
+) -> float:
+    """Held-out perplexity of a copy of ``model`` under ``preset`` and a ``ROTATIONS`` variant
+    (``options``: more ``PTQConfig`` fields, e.g. ``act_clip``, ``calibration``)."""
     from anyware.formats.ptq import quantize_model
 
     if rotation not in ROTATIONS:
@@ -283,7 +292,7 @@ def ptq_perplexity(model: nn.Module, held: list[Batch], preset: str, rotation: s
     m: nn.Module = copy.deepcopy(model)
     if rotation == "online":
         m = _Opaque(m)
-    report = quantize_model(m, preset, rotate=rotation != "none")
+    report = quantize_model(m, preset, rotate=rotation != "none", **options)
     assert report.rotation == rotation, (report.rotation, rotation)
     return perplexity(m, held)
 
