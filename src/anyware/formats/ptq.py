@@ -12,7 +12,10 @@ preset      weights                                     activations
 ``mxfp4``   MXFP4 E2M1 (blocks of 32, E8M0 scales)      MXFP4 E2M1
 ==========  ==========================================  ==================================
 
-Rounding is round-to-nearest (no GPTQ/AWQ calibration), so the numbers isolate the format.
+Rounding is round-to-nearest by default, so the numbers isolate the format. Two GPTQ-free
+options sharpen the INT presets: ``act_clip`` (QuaRot's activation clip ratio) and
+``calibration=`` (a per-row weight clip search that minimises the layer's output error on
+calibration inputs).
 
 **Rotation** (``rotate=True``, QuaRot): 4-bit per-token activations fail on the few
 channels that are 10-100× larger than the rest, because one scale per token must cover them.
