@@ -56,8 +56,8 @@ def test_constructors_with_sizes_and_data() -> None:
     assert out["e"].shape == (2, 3) and out["f"].shape == (0,)
 
 
-SIZES = ["3", "2, 3", "x.size()", "x.size(0)", "x.shape[1:]"]
-DATA = ["[[1, 2]]", "(2, 3)", "np.arange(3) * 2"]
+SIZES = ["3", "2, 3", "x.size()", "x.size(0)", "x.shape[1]", "x.size()[1:]", "len(x) * 2"]
+DATA = ["[[1, 2]]", "(2, 3)", "np.arange(3) * 2", "-0.5 * np.ones(2)", "x.numpy()"]
 
 
 @pytest.mark.parametrize("args", SIZES + DATA)
@@ -174,6 +174,10 @@ def test_type_casts_and_annotations() -> None:
         ("ok = isinstance(x, torch.cuda.FloatTensor)", "used as a value"),
         ("def g(labels):\n    return torch.cuda.LongTensor(labels)", "may be a size or data"),
         ("y = torch.cuda.FloatTensor(*shape)", "*args"),
+        # a torch.Size (sizes) on a tensor, a tuple (data) on an ndarray
+        ("y = torch.cuda.FloatTensor(a.shape)", "may be a size or data"),
+        ("y = torch.cuda.FloatTensor(a.shape[1:])", "may be a size or data"),
+        ("y = torch.cuda.FloatTensor(a.size() + (1,))", "may be a size or data"),
         ("T = torch.cuda.FloatTensor if c else torch.DoubleTensor\ny = T(2)", "differ in dtype"),
         ("T = torch.cuda.FloatTensor", "not used in this file"),
         ("T = torch.cuda.FloatTensor\nT = torch.cuda.LongTensor\ny = T(2)", "more than once"),

@@ -50,6 +50,7 @@ NP_RANDOM_SIZE |= dict.fromkeys(
 )
 NP_RANDOM_SIZE |= dict.fromkeys(("poisson", "exponential", "choice", "permutation"), 2)
 
+_MEANING = {"int": "size", "shape": "size", "array": "data", "seq": "data"}
 Parents = Mapping[cst.CSTNode, cst.CSTNode]
 Scopes = Mapping[cst.CSTNode, Scope | None]
 
@@ -93,63 +94,81 @@ class Analysis:
         return pos.start.line if pos is not None else 0
 
     # -- what a constructor argument is ------------------------------------------------------
+    # A legacy constructor reads ints and a torch.Size as sizes, anything else (a list, a tuple,
+    # an ndarray) as data. Values are classified finer first: ``int``, ``shape`` (a torch.Size),
+    # ``array`` (an ndarray), ``seq`` (a list or tuple), ``float``; ``.shape`` alone is unknown
+    # (a torch.Size on a tensor, a tuple, so data, on an ndarray).
 
-    def kind_of(self, node: cst.BaseExpression, depth: int = 0) -> str | None:
+    def kind_of(self, node: cst.BaseExpression) -> str | None:
         """``size``, ``data`` or ``None`` (unknown) for a constructor's single argument."""
+        return _MEANING.get(self._kind(node, 0) or "")
+
+    def _kind(self, node: cst.BaseExpression, depth: int) -> str | None:
         if isinstance(node, cst.Integer):
-            return "size"
+            return "int"
+        if isinstance(node, cst.Float):
+            return "float"
         if isinstance(node, cst.List | cst.Tuple | cst.ListComp):
-            return "data"
-        if isinstance(node, cst.Attribute) and node.attr.value == "shape":
-            return "size"
-        if isinstance(node, cst.Subscript) and isinstance(node.value, cst.Attribute | cst.Call):
-            inner = node.value
-            func = inner.func if isinstance(inner, cst.Call) else inner
-            if isinstance(func, cst.Attribute) and func.attr.value in ("shape", "size"):
-                return "size"
-            return None
-        if isinstance(node, cst.UnaryOperation):
-            return self.kind_of(node.expression, depth)
+            return "seq"
+        if isinstance(node, cst.Subscript):
+            return self._subscript_kind(node)
+        if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus | cst.Plus):
+            return self._kind(node.expression, depth)
         if isinstance(node, cst.BinaryOperation):
-            kinds = {self.kind_of(node.left, depth), self.kind_of(node.right, depth)}
-            if "data" in kinds:
-                return "data"  # numpy broadcasting: array ∘ anything is an array
-            return "size" if kinds == {"size"} else None
+            kinds = {self._kind(node.left, depth), self._kind(node.right, depth)}
+            if "array" in kinds and kinds <= {"array", "int", "float"}:
+                return "array"  # numpy broadcasting: array ∘ number is an array
+            if kinds == {"int"} and not isinstance(node.operator, cst.Divide | cst.Power):
+                return "int"
+            return None
         if isinstance(node, cst.Call):
             return self._call_kind(node)
         if isinstance(node, cst.Name) and depth < 3:
-            return self._name_kind(node, depth)
+            values = self._bound_values(node)
+            kinds = {self._kind(v, depth + 1) for v in values}
+            return kinds.pop() if len(kinds) == 1 else None
         return None
+
+    def _subscript_kind(self, node: cst.Subscript) -> str | None:
+        """``x.shape[i]`` / ``x.size()[i]`` are ints; ``x.size()[1:]`` is a torch.Size."""
+        inner = node.value
+        func = inner.func if isinstance(inner, cst.Call) else inner
+        if not isinstance(func, cst.Attribute) or func.attr.value not in ("shape", "size"):
+            return None
+        if isinstance(inner, cst.Attribute) and func.attr.value == "size":
+            return None  # ndarray.size is an int: not subscriptable; unknown object
+        if isinstance(inner, cst.Call) and (func.attr.value != "size" or inner.args):
+            return None
+        if len(node.slice) != 1:
+            return None
+        if isinstance(node.slice[0].slice, cst.Index):
+            return "int"
+        return "shape" if isinstance(inner, cst.Call) else None
 
     def _call_kind(self, node: cst.Call) -> str | None:
         name = dotted(node.func) or ""
         if name in ("len", "int"):
-            return "size"
+            return "int"
         if isinstance(node.func, cst.Attribute):
             attr = node.func.attr.value
-            if attr == "size" and len(node.args) <= 1:
-                return "size"
-            if attr in ("numpy", "tolist") and not node.args:
-                return "data"
+            if attr == "size":  # ndarray.size is not callable: this is a tensor
+                return "shape" if not node.args else "int" if len(node.args) == 1 else None
+            if attr == "numpy" and not node.args:
+                return "array"
+            if attr == "tolist" and not node.args:
+                return "seq"
         head, _, rest = name.partition(".")
         if head not in ("np", "numpy"):
             return None
         if rest in NP_ARRAYS:
-            return "data"
+            return "array"
         sampler = rest.removeprefix("random.")
         if rest.startswith("random.") and sampler in NP_RANDOM_SIZE:
             positional = sum(1 for a in node.args if a.keyword is None)
             has_size = any(a.keyword is not None and a.keyword.value == "size" for a in node.args)
             if has_size or positional >= NP_RANDOM_SIZE[sampler]:
-                return "data"
+                return "array"
         return None
-
-    def _name_kind(self, node: cst.Name, depth: int) -> str | None:
-        values = self._bound_values(node)
-        if not values:
-            return None
-        kinds = {self.kind_of(v, depth + 1) for v in values}
-        return kinds.pop() if len(kinds) == 1 else None
 
     def _bound_values(self, node: cst.Name) -> list[cst.BaseExpression]:
         """The values assigned to ``node``'s name where it is read; empty when any binding is
