@@ -45,8 +45,9 @@ def parse_args() -> argparse.Namespace:
         "--schedule",
         choices=("cosine", "constant"),
         default="cosine",
-        help="after warm-up: cosine decay to 10%% of --lr, or constant",
+        help="after warm-up: cosine decay to --min-lr-ratio × --lr, or constant",
     )
+    p.add_argument("--min-lr-ratio", type=float, default=0.0, help="end of the cosine decay")
     p.add_argument("--seed", type=int, default=0, help="initial weights (and data order)")
     p.add_argument("--data-seed", type=int, default=None, help="batch order (default: --seed)")
     p.add_argument("--bias-rate", type=float, default=None, help="expert-balancing bias step γ")
@@ -95,15 +96,15 @@ def make_config(args: argparse.Namespace) -> MoEConfig:
     )
 
 
-def lr_factor(step: int, warmup: int, steps: int, schedule: str) -> float:
-    """Linear warm-up, then cosine decay to 10% (or constant): the loss settles at the end, so
-    two runs' final losses compare the formats, not where each run is in its oscillation."""
+def lr_factor(step: int, warmup: int, steps: int, schedule: str, floor: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to ``floor`` (or constant): the loss settles at the
+    end, so two runs' final losses compare the formats, not where each is in its oscillation."""
     if step < warmup:
         return (step + 1) / warmup
     if schedule == "constant":
         return 1.0
     progress = (step - warmup) / max(1, steps - warmup)
-    return 0.1 + 0.45 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
 @torch.no_grad()
@@ -175,7 +176,7 @@ def main() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr)
     warmup = args.warmup if args.warmup is not None else max(1, args.steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: lr_factor(step, warmup, args.steps, args.schedule)
+        opt, lambda step: lr_factor(step, warmup, args.steps, args.schedule, args.min_lr_ratio)
     )
     data_seed = args.seed if args.data_seed is None else args.data_seed
     data = batches(encode(make_text(4000)), args.batch_size, cfg.seq_len, seed=data_seed)
@@ -184,10 +185,10 @@ def main() -> None:
     history: dict[str, list[float]] = {"loss": [], "imbalance": []}
     t0 = time.perf_counter()
     overlap: dict[str, float] | None = None
+    measure_from = max(args.steps - args.measure_overlap, 0) if args.measure_overlap > 0 else -1
+    flights = contextlib.ExitStack()
     for step in range(args.steps):
-        measuring = args.measure_overlap > 0 and step == args.steps - args.measure_overlap
-        if measuring:
-            flights = contextlib.ExitStack()
+        if step == measure_from:
             recorder = flights.enter_context(moe_parallel.record_flights())
         x, y = next(data)
         x = x[rank * part : (rank + 1) * part].to(device, non_blocking=True)
@@ -205,7 +206,7 @@ def main() -> None:
             mean_loss /= world
         history["loss"].append(mean_loss.item())
         history["imbalance"].append(max(moe_parallel.imbalance(load) for load in loads))
-        if args.measure_overlap > 0 and step == args.steps - 1:
+        if measure_from >= 0 and step == args.steps - 1:
             flights.close()
             overlap = recorder.summary()
         if rank == 0 and (step % args.log_every == 0 or step == args.steps - 1):
@@ -221,7 +222,7 @@ def main() -> None:
         print(f"held-out loss over {args.eval_batches} batches: {eval_loss:.4f}", flush=True)
         if overlap is not None:
             print(
-                f"token all-to-all over the last {args.measure_overlap} step(s): "
+                f"token all-to-all over the last {args.steps - measure_from} step(s): "
                 f"{overlap['in_flight_ms']:.1f} ms in flight, {overlap['overlapped_ms']:.1f} ms "
                 f"({overlap['overlap_fraction']:.0%}) overlapped with the shared experts, "
                 f"{overlap['exposed_wait_ms']:.1f} ms waited after them",

@@ -3,11 +3,14 @@
 A CUDA-style script (``examples/moe/train.py``: ``device="cuda"``, ``backend="nccl"``) trains a
 DeepSeek-style MoE on two expert-parallel ranks through ``anyware run --nproc 2 --monitor``,
 exchanging tokens over ``anyware.comm``; then one training step is traced in fp32 and under an
-FP8 recipe and the tracer names the first operator FP8 changed.
+FP8 recipe (linear layers and the experts' grouped GEMMs) and the tracer names the first
+operator FP8 changed. The training run also times how much of the token all-to-all the shared
+experts' compute covered and reports the final expert balance.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,20 +38,25 @@ def _train(ctx: DemoContext) -> dict[str, Any]:
 
     events = ctx.workdir / "moe_events"
     log = ctx.workdir / "moe_train.log"
+    out = ctx.workdir / "moe_train.json"
+    extra = ["--measure-overlap", "10", "--eval-batches", "2", "--out", str(out)]
     ctx.console.print(
-        f"$ anyware run --nproc 2 --monitor --events {events} examples/moe/train.py --steps {STEPS}"
+        f"$ anyware run --nproc 2 --monitor --events {events} examples/moe/train.py "
+        f"--steps {STEPS} {' '.join(extra[:2])}"
     )
     code = _launch(
         ctx,
         log,
-        target=[str(EXAMPLE), "--steps", str(STEPS), "--log-every", "10"],
+        target=[str(EXAMPLE), "--steps", str(STEPS), "--log-every", "10", *extra],
         nproc=2,
         monitor=True,
         events=events,
     )
     lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
     for line in lines:
-        if line.startswith(("step", "done", "anyware migrate", "dashboard", "anyware monitor")):
+        if line.startswith(
+            ("step", "done", "token all-to-all", "anyware migrate", "dashboard", "anyware monitor")
+        ):
             ctx.console.print(f"  {escape(line)}")
     if code != 0:
         raise RuntimeError(f"examples/moe/train.py exited with status {code}; see {log}")
@@ -61,7 +69,19 @@ def _train(ctx: DemoContext) -> dict[str, Any]:
         f"{len(alerts)} alert(s){': ' + ', '.join(a.name for a in alerts) if alerts else ''}"
     )
     done = next((ln for ln in lines if ln.startswith("done:")), "")
-    return {"exit_status": code, "events": len(recorded), "alerts": len(alerts), "summary": done}
+    run = json.loads(out.read_text(encoding="utf-8"))
+    overlap = run["overlap"]["overlap_fraction"] if run.get("overlap") else None
+    balance = run["imbalance"][-1] if run.get("imbalance") else None
+    if overlap is not None and balance is not None:
+        done += f"; all-to-all {overlap:.0%} overlapped; expert load max/mean {balance:.2f}"
+    return {
+        "exit_status": code,
+        "events": len(recorded),
+        "alerts": len(alerts),
+        "summary": done,
+        "overlap_fraction": overlap,
+        "expert_load_max_over_mean": balance,
+    }
 
 
 def _trace(ctx: DemoContext) -> dict[str, Any]:

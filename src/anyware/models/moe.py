@@ -471,9 +471,11 @@ class MoETransformer(nn.Module):
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
-            for moe in self.moe_layers():
-                if moe.aux_loss is not None:
-                    loss = loss + moe.aux_loss
+        for moe in self.moe_layers():
+            # taken (and dropped, so the module holds no graph) whether or not there are targets
+            if moe.aux_loss is not None and loss is not None:
+                loss = loss + moe.aux_loss
+            moe.aux_loss = None
         return logits, loss
 
 
