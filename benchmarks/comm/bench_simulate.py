@@ -6,7 +6,10 @@ calibrated *before* the rows were measured and by one row that is not predicted:
 
 * α, β — the transport's ping-pong at communicator start (8 B and 4 MiB one-way times);
 * γ — a 4 MiB local copy (the cost of a staging copy or a reduction pass);
-* o — the per-call software overhead: an 8-byte broadcast (one round on 2 ranks) minus α.
+* o — the per-call software overhead: an 8-byte broadcast (one round on 2 ranks) minus α;
+* above 4 MiB (the small calibration's size) β and γ from a 16 MiB ping-pong and copy: past
+  the 32 MiB last-level cache copies run ~4× slower (46 → 10.5 GB/s here), which no single
+  β fits.
 
 Each prediction is time = o + Σ rounds (α + bytes·β) + γ·(bytes each rank copies or reduces
 locally), the simulator's round classes for the algorithm that ran. Measured times and the
@@ -30,6 +33,8 @@ import numpy as np
 from anyware.comm.bench import BenchConfig, run
 from anyware.comm.select import parse_size
 from anyware.comm.simulate import REGISTRY, Topology, closed_form, simulate
+
+CACHE_BYTES = 4 << 20
 
 
 def against_closed_forms() -> None:
@@ -61,6 +66,7 @@ def against_runs(sizes: tuple[int, ...]) -> None:
         sizes=sizes,
         transports=("shm", "p2p"),
         algos=("binomial", "recursive_doubling", "ring", "halving_doubling", "pairwise", "bruck"),
+        calibrate_large=True,
     )
     with tempfile.TemporaryDirectory() as tmp:
         res = run(cfg, Path(tmp) / "b.json")
@@ -72,17 +78,23 @@ def against_runs(sizes: tuple[int, ...]) -> None:
         rows = [r for r in res["results"] if r["transport"] == transport]
         probe = [r for r in rows if r["op"] == "broadcast" and r["bytes"] == min(sizes)]
         overhead = max(0.0, probe[0]["time_min_s"] - alpha) if probe else 0.0
+        big = res["calibration_large"][transport]
         topo = Topology(
             ranks=res["world_size"],
             intra_bw=1 / beta,
             intra_latency=alpha,
             copy_bw=1 / gamma if gamma else 0.0,
             call_overhead=overhead,
+            cache_bytes=CACHE_BYTES,
+            intra_bw_large=1 / big["beta"],
+            copy_bw_large=1 / big["gamma"] if big["gamma"] else 0.0,
         )
         print(
             f"  {transport}: α = {alpha * 1e6:.1f} µs, β⁻¹ = {1 / beta / 1e9:.2f} GB/s, "
             f"γ⁻¹ = {1 / gamma / 1e9 if gamma else 0:.2f} GB/s (calibrated), "
-            f"o = {overhead * 1e6:.1f} µs (8 B broadcast − α)"
+            f"o = {overhead * 1e6:.1f} µs (8 B broadcast − α); above {CACHE_BYTES >> 20} MiB: "
+            f"β⁻¹ = {1 / big['beta'] / 1e9:.2f} GB/s, γ⁻¹ = {1 / big['gamma'] / 1e9:.2f} GB/s "
+            f"(16 MiB ping-pong and copy)"
         )
         for r in rows:
             if r["op"] == "broadcast":

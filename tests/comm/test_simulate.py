@@ -156,3 +156,26 @@ def test_call_overhead_is_paid_once_per_collective() -> None:
         assert np.allclose(delta, 25e-6, rtol=1e-9, atol=1e-15), (coll, algo)
     with pytest.raises(ValueError, match="call_overhead must be >= 0"):
         Topology(ranks=4, call_overhead=-1e-6)
+
+
+def test_messages_past_the_cache_use_the_large_message_bandwidths() -> None:
+    """Above ``cache_bytes`` the simulator prices bytes with the large-message bandwidths;
+    at or below it nothing changes."""
+    small = Topology(ranks=4, intra_bw=20e9, intra_latency=3e-6, copy_bw=40e9)
+    both = Topology(
+        ranks=4,
+        intra_bw=20e9,
+        intra_latency=3e-6,
+        copy_bw=40e9,
+        cache_bytes=4 << 20,
+        intra_bw_large=5e9,
+        copy_bw_large=10e9,
+    )
+    large = Topology(ranks=4, intra_bw=5e9, intra_latency=3e-6, copy_bw=10e9)
+    sizes = np.array([1024.0, 4 << 20, 16 << 20, 1 << 30])
+    for coll, algo in [("allreduce", "ring"), ("alltoall", "bruck"), ("broadcast", "chain")]:
+        got = simulate(both, coll, algo, sizes)
+        assert np.allclose(got[:2], simulate(small, coll, algo, sizes[:2])), (coll, algo)
+        assert np.allclose(got[2:], simulate(large, coll, algo, sizes[2:])), (coll, algo)
+    with pytest.raises(ValueError, match="copy_bw_large must be >= 0"):
+        Topology(ranks=4, copy_bw_large=-1.0)

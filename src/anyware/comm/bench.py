@@ -32,6 +32,9 @@ DEFAULT_SIZES = (1024, 64 * 1024, 1 << 20, 16 << 20)
 #: Rows also carry the fastest sample (``time_min_s``, ``gloo_time_min_s``): what the host
 #: gives when the other jobs disturb least, which the simulator's validation compares to.
 SAMPLE_S = 0.02
+#: Message size of the large-message calibration: past this host's 32 MiB last-level cache
+#: once source and destination are counted.
+LARGE = 16 << 20
 SAMPLES = 9
 
 
@@ -44,6 +47,8 @@ class BenchConfig:
     algos: tuple[str, ...] = ()
     """Only these algorithms (empty: all, plus the cost model's own pick, 'auto')."""
     cost_out: str | None = None
+    calibrate_large: bool = False
+    """Also measure β and γ with 16 MiB messages (past the caches) for the simulator."""
 
     def __post_init__(self) -> None:
         if not 2 <= self.nproc <= 16:
@@ -144,6 +149,12 @@ def worker(rank: int, world: int, port: int, out: Path, cfg: BenchConfig) -> Non
         g = None if not groups else dist.new_group(backend="gloo")
         groups[t] = g
         models[t] = comm.communicator(g, transport=t).cost
+    large: dict[str, dict[str, float]] = {}
+    if cfg.calibrate_large:  # collective calls: every rank takes part
+        for t in cfg.transports:
+            c = comm.communicator(groups[t])
+            _, beta = c.ping_pong(big=LARGE)
+            large[t] = {"bytes": LARGE, "beta": beta, "gamma": c.local_copy_cost(LARGE)}
     if rank == 0 and cfg.cost_out and "shm" in models:
         models["shm"].save(cfg.cost_out)
     plan: list[tuple[str, int, str, str]] = []
@@ -213,6 +224,7 @@ def worker(rank: int, world: int, port: int, out: Path, cfg: BenchConfig) -> Non
                 "world_size": world,
                 "cost_model": models[cfg.transports[0]].to_json(),
                 "cost_models": {t: m.to_json() for t, m in models.items()},
+                "calibration_large": large,
                 "results": [
                     {**{k: v for k, v in asdict(r).items() if k != "extra"}, **r.extra}
                     for r in rows

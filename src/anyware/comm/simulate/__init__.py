@@ -7,6 +7,8 @@ the textbook α-β formula the same algorithm declares, for validation.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from anyware.comm.simulate.engine import BUSBW, evaluate
@@ -28,6 +30,14 @@ def simulate(topo: Topology, collective: str, algo: str, sizes: np.ndarray) -> n
         known = ", ".join(f"{c}:{a}" for c, a in REGISTRY)
         raise ValueError(f"no simulation for {collective}:{algo}; known: {known}")
     sizes = np.asarray(sizes, dtype=np.float64)
+    if topo.cache_bytes > 0 and bool((sizes > topo.cache_bytes).any()):
+        big = sizes > topo.cache_bytes
+        out = np.empty_like(sizes)
+        out[big] = simulate(topo.large(), collective, algo, sizes[big])
+        if not big.all():
+            small = replace(topo, cache_bytes=0.0)
+            out[~big] = simulate(small, collective, algo, sizes[~big])
+        return out
     chunked = collective in ("allreduce", "broadcast", "reduce") and algo in (
         "double_binary_tree",
         "chain",
