@@ -256,8 +256,7 @@ def diff_runs(
 
     opts = DiffOptions(**kw)
     t0 = time.perf_counter()
-    ra = run_a if isinstance(run_a, Run) else load_run(run_a, columns=DIFF_COLUMNS)
-    rb = run_b if isinstance(run_b, Run) else load_run(run_b, columns=DIFF_COLUMNS)
+    ra, rb = _load_pair(run_a, run_b)
     calib = None
     if opts.calibrate is not None:
         calib = _calibration(opts)
@@ -268,6 +267,21 @@ def diff_runs(
     return res
 
 
+def _load_pair(
+    run_a: str | os.PathLike[str] | Run, run_b: str | os.PathLike[str] | Run
+) -> tuple[Run, Run]:
+    """Both runs at once, on two threads: Parquet decoding releases the GIL, and each load
+    has single-threaded stretches (footers, the Arrow→numpy step) the other fills."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(r: str | os.PathLike[str] | Run) -> Run:
+        return r if isinstance(r, Run) else load_run(r, columns=DIFF_COLUMNS)
+
+    with ThreadPoolExecutor(2) as ex:
+        fa, fb = ex.submit(one, run_a), ex.submit(one, run_b)
+        return fa.result(), fb.result()
+
+
 def _calibration(opts: DiffOptions) -> Any:
     """Per (rank, key): the reference pair's error and the unit roundoff it was judged in."""
     import numpy as np
@@ -276,7 +290,7 @@ def _calibration(opts: DiffOptions) -> Any:
     from anyware.trace.align import align, key_hash
 
     assert opts.calibrate is not None
-    ca, cb = (load_run(p, columns=DIFF_COLUMNS) for p in opts.calibrate)
+    ca, cb = _load_pair(*opts.calibrate)
     b_df, al = align(ca.frame, cb.frame, opts.mapping)
     a, b = _Side.of(ca.frame, ca), _Side.of(b_df, cb)
     m = np.nonzero(al.a_index >= 0)[0]

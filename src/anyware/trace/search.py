@@ -123,9 +123,9 @@ def analyse(ra: Run, rb: Run, opts: DiffOptions, calib: Any) -> DiffResult:
 
     unmatched = int((partner < 0).sum() + (~al.b_matched).sum())
     modules = _modules(b_df, m, err, tol)
-    worst_rows = m[
-        np.argsort(-(np.nan_to_num(err[m] / np.maximum(tol[m], 1e-300), posinf=1e300)))[:10]
-    ]
+    score = -np.nan_to_num(err[m] / np.maximum(tol[m], 1e-300), posinf=1e300)
+    top = np.argpartition(score, 10)[:10] if len(m) > 10 else np.arange(len(m))
+    worst_rows = m[top[np.argsort(score[top], kind="stable")]]
     worst = [
         {
             "key": row_key(b_df.row(int(r), named=True)),
@@ -223,9 +223,11 @@ def _first(
     opts: DiffOptions,
 ) -> tuple[int, str, int] | None:
     import numpy as np
-    import polars as pl
 
-    phase = b_df["phase"].replace_strict(_PHASE_RANK, default=3, return_dtype=pl.Int8).to_numpy()
+    ph = b_df["phase"]  # String or Categorical: compared, never replaced
+    phase = np.full(b_df.height, 3, dtype=np.int8)
+    for name, rank in _PHASE_RANK.items():
+        phase[(ph == name).to_numpy()] = rank
     cands = np.nonzero(div)[0]
     if len(cands) == 0:
         return None
