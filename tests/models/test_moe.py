@@ -276,3 +276,24 @@ def test_overlap_of_the_token_all_to_all_is_measured_on_two_ranks(tmp_path: Path
     assert 0 <= ov["overlapped_ms"] <= min(ov["in_flight_ms"], ov["compute_ms"]) + 1e-9
     assert ov["overlap_fraction"] == pytest.approx(ov["overlapped_ms"] / ov["in_flight_ms"])
     assert "token all-to-all over the last 4 step(s)" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("world", "args", "message"),
+    [
+        ("3", [], "n_routed_experts=8 is not divisible by the expert-parallel size 3"),
+        ("1", ["--top-k", "9"], "top_k=9 exceeds the 8 experts a token can reach"),
+    ],
+)
+def test_example_rejects_unshardable_shapes_before_joining_the_group(
+    world: str, args: list[str], message: str
+) -> None:
+    # No MASTER_ADDR: had the script tried to join a process group it would fail differently.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MASTER_")}
+    proc = subprocess.run(
+        [sys.executable, "examples/moe/train.py", "--steps", "1", *args],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2],
+        env={**env, "WORLD_SIZE": world, "RANK": "0"},
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
