@@ -14,7 +14,15 @@ from typing import Any
 
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from anyware.trace.schema import Phase
+from anyware.trace.recorder import (
+    _ALIAS_OPS,
+    _OVERWRITE_OPS,
+    _UNINITIALISED_OPS,
+    BACKWARD,
+    FORWARD,
+    OPTIMIZER,
+    _tensors,
+)
 
 
 class TraceMode(TorchDispatchMode):  # type: ignore[misc]
@@ -45,8 +53,6 @@ class TraceMode(TorchDispatchMode):  # type: ignore[misc]
     def _before(self, func: Any, args: Any, kwargs: Any) -> tuple[Any, ...] | None:
         import torch
 
-        from anyware.trace.recorder import _ALIAS_OPS, _OVERWRITE_OPS, _UNINITIALISED_OPS, _tensors
-
         info = self.names.get(func)
         if info is None:
             name = str(func.overloadpacket)
@@ -61,14 +67,14 @@ class TraceMode(TorchDispatchMode):  # type: ignore[misc]
         lineage = rec.lineage
         node: Any = torch._C._current_autograd_node()
         if node is not None:
-            phase = Phase.BACKWARD
+            phase = BACKWARD
             module = node.metadata.get("anyware_module", "")
         elif rec.in_optimizer:
-            phase = Phase.OPTIMIZER
+            phase = OPTIMIZER
             owner = rec.params.get(ins[0]) if ins else None
             module = owner[0] if owner else ""
         else:
-            phase = Phase.FORWARD
+            phase = FORWARD
             module = rec.stack[-1] if rec.stack else ""
         idx = rec.next_index(phase, module, name)
         call = rec.new_call()
@@ -98,7 +104,6 @@ class TraceMode(TorchDispatchMode):  # type: ignore[misc]
         return (name, alias, ins, phase, module, idx, call, srcs)
 
     def _after(self, pre: tuple[Any, ...], out: Any) -> None:
-        from anyware.trace.recorder import _tensors
 
         name, alias, ins = pre[:3]
         outs = _tensors(out)

@@ -62,6 +62,9 @@ _OVERWRITE_OPS = frozenset(
         "aten.copy_",
     }
 )
+#: Phases as plain strings: an enum member's ``.value`` goes through a descriptor, and the op
+#: level asks for it a few thousand times a step.
+FORWARD, BACKWARD, OPTIMIZER = (p.value for p in Phase)
 _SKIP_DIRS: tuple[str, ...] = ()
 _DTYPE_NAMES: dict[Any, str] = {}
 #: Rows kept on the device before an early flush when no optimizer step closes the step.
@@ -250,7 +253,7 @@ class Recorder:
         self,
         t: Any,
         *,
-        phase: Phase,
+        phase: str,
         module: str,
         op: str,
         slot: str,
@@ -267,12 +270,12 @@ class Recorder:
         self.seq += 1
         loc = ""
         if where:
-            lk = (phase.value, module, op, call_index)
+            lk = (phase, module, op, call_index)
             loc = self.locations.get(lk, "")
             if not loc:
                 loc = self.locations[lk] = _location()
         step = self.step
-        ph = phase.value
+        ph = phase
         dtype = _DTYPE_NAMES.get(t.dtype)
         if dtype is None:
             dtype = _DTYPE_NAMES[t.dtype] = str(t.dtype).removeprefix("torch.")
@@ -315,8 +318,8 @@ class Recorder:
             self.flush()
         return seq
 
-    def next_index(self, phase: Phase, module: str, op: str) -> int:
-        k = (phase.value, module, op)
+    def next_index(self, phase: str, module: str, op: str) -> int:
+        k = (phase, module, op)
         i = self.counters.get(k, 0)
         self.counters[k] = i + 1
         return i
@@ -376,13 +379,13 @@ class Recorder:
 
     def _module_inputs(self, mod: Any, path: str, args: Any) -> None:
         op = type(mod).__name__
-        idx = self.next_index(Phase.FORWARD, path, op)
+        idx = self.next_index(FORWARD, path, op)
         call = self.new_call()
         ins = _tensors(args)
         seqs = [
             self.observe(
                 t,
-                phase=Phase.FORWARD,
+                phase=FORWARD,
                 module=path,
                 op=op,
                 slot=f"in{i}",
@@ -401,7 +404,7 @@ class Recorder:
         for i, t in enumerate(outs):
             self.observe(
                 t,
-                phase=Phase.FORWARD,
+                phase=FORWARD,
                 module=path,
                 op=op,
                 slot=f"out{i}",
@@ -429,10 +432,10 @@ class Recorder:
                 return
             try:
                 with self._quiet():
-                    idx = self.next_index(Phase.BACKWARD, path, f"{op}.{slot}")
+                    idx = self.next_index(BACKWARD, path, f"{op}.{slot}")
                     s = self.observe(
                         grad,
-                        phase=Phase.BACKWARD,
+                        phase=BACKWARD,
                         module=path,
                         op=op,
                         slot=slot,
@@ -471,7 +474,7 @@ class Recorder:
                                 ins.append(
                                     self.observe(
                                         p.grad,
-                                        phase=Phase.BACKWARD,
+                                        phase=BACKWARD,
                                         module=mod,
                                         op="grad",
                                         slot=name,
@@ -485,7 +488,7 @@ class Recorder:
                             ins.append(
                                 self.observe(
                                     p,
-                                    phase=Phase.OPTIMIZER,
+                                    phase=OPTIMIZER,
                                     module=mod,
                                     op=op,
                                     slot=f"param:{name}",
@@ -517,7 +520,7 @@ class Recorder:
                             old, call, ins, mod, name, op = saved
                             self.observe(
                                 p.detach() - old,
-                                phase=Phase.OPTIMIZER,
+                                phase=OPTIMIZER,
                                 module=mod,
                                 op=op,
                                 slot=f"update:{name}",

@@ -71,9 +71,9 @@ def analyse(ra: Run, rb: Run, opts: DiffOptions, calib: Any) -> DiffResult:
     floats = (ua > 0) & (ub > 0)
     changed = floats & (ua != ub)
     frac = float(changed.sum() / max(int(floats.sum()), 1))
-    mods_b = b_df["module"].hash().to_numpy()[m]
-    n_mods = len(np.unique(mods_b[floats]))
-    mod_frac = len(np.unique(mods_b[changed])) / max(n_mods, 1)
+    mods_b = b_df["module"].gather(m)  # distinct counts by polars' hash set, not a sort
+    n_mods = mods_b.filter(pl.Series(floats)).n_unique()
+    mod_frac = mods_b.filter(pl.Series(changed)).n_unique() / max(n_mods, 1)
     # Deliberate (a bf16 run, autocast) when the change spans most records or most modules;
     # one layer silently run in bf16 is neither, and is then judged as a fault.
     precision_change = opts.precision == "lower" or (
