@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,9 @@ def _gap_line(name: str, res: ev.TrainResult, base: ev.TrainResult, floor: float
 
 
 def _protocol(
-    title: str, setup: ev.TrainSetup, start: Any, names: list[tuple[str, str, dict[str, Any]]]
-) -> tuple[dict[str, Any], Any]:
+    title: str, setup: ev.TrainSetup, start: Any, names: list[tuple[str, str, dict[str, Any]]],
+    extra_orders: int = 0,
+) -> tuple[dict[str, Any], Any]:  # fmt: skip
     """fp32, the controls, then each ``(label, recipe, fp8_options)``; prints them and returns
     the figures and the fp32 model."""
     print(f"\n== {title}", flush=True)
@@ -50,10 +52,15 @@ def _protocol(
     print(f"{'fp32':<30} loss {base.eval_loss:.5f}  (evals {[round(v, 5) for v in base.evals]})")
     out: dict[str, Any] = {"fp32_loss": base.eval_loss, "runs": {}}
     controls = [ev.train(setup, c, start=start)[0] for c in ev.CONTROLS]
+    labels = [f"{c.recipe} (control)" for c in controls]
+    for k in range(2, 2 + extra_orders):  # more batch orders: one sample is a weak floor
+        order = replace(setup, data_seed=setup.data_seed + k)
+        controls.append(ev.train(order, start=start)[0])
+        labels.append(f"fp32-data+{k} (control)")
     floor = max(abs(ev.relative_gap(c, base)) for c in controls)
-    for c in controls:
-        print(_gap_line(c.recipe + " (control)", c, base, None), flush=True)
-        out["runs"][c.recipe] = {"loss": c.eval_loss, "gap": ev.relative_gap(c, base)}
+    for label, c in zip(labels, controls, strict=True):
+        print(_gap_line(label, c, base, None), flush=True)
+        out["runs"][label.split(" ")[0]] = {"loss": c.eval_loss, "gap": ev.relative_gap(c, base)}
     print(f"noise floor (largest control |gap|) {100 * floor:.3f}%", flush=True)
     out["noise_floor"] = floor
     for label, recipe, opts in names:
@@ -95,7 +102,7 @@ def main() -> None:
         f"stable end: the {pre_steps}-step fp32 model + {cont_steps} steps per run "
         f"(warmup 10% + cosine to 0, peak lr {cont.lr}, one batch stream), final loss at "
         f"steps {cont.eval_steps()}",
-        cont, model, names,
+        cont, model, names, extra_orders=3,
     )  # fmt: skip
     out["stable_end"] = {"pretrain_steps": pre_steps, "steps": cont_steps, **res}
 
