@@ -100,7 +100,7 @@ def main() -> None:
     )
     print(f"first divergence found: {fd['module']} {fd['op']} step {fd['step']} rank {fd['rank']}")
     print(
-        f"{best:.2f} s: {records / best / 1e6:.2f} M records/s, {gbs:.2f} GB/s "
+        f"median {best:.2f} s: {records / best / 1e6:.2f} M records/s, {gbs:.2f} GB/s "
         f"({disk / best / 1e9:.3f} GB/s of Parquet on disk)"
     )
     print(
