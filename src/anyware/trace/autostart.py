@@ -1,8 +1,8 @@
 """``anyware run --trace DIR``: start recording inside every process of the job.
 
 ``anyware._autostart.start_features`` calls :func:`start` when ``ANYWARE_TRACE_DIR`` is set.
-Steps are closed by the global optimizer step hook, so an unmodified training script gets one
-Parquet row group per step; everything is sealed at interpreter exit.
+Steps are closed by the global optimizer step hook, so an unmodified training script gets its
+records numbered by step; everything is sealed at interpreter exit.
 """
 
 from __future__ import annotations

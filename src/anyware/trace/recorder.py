@@ -15,7 +15,7 @@ Three observers, one execution counter (``seq``):
   the nodes a module created (``node.metadata``), so backward ops get their module too.
 * **optimizer** — global step pre/post hooks record each parameter's gradient, its value
   before the step and the update ``p_after − p_before``, then close the step: one flush of
-  device statistics to the host and one Parquet row group.
+  device statistics to the host, the step's rows handed to the writer as one Arrow batch.
 """
 
 from __future__ import annotations
@@ -241,7 +241,7 @@ class Recorder:
             w.write(cols)
 
     def mark_step(self) -> None:
-        """Close the current step: statistics to the host, one row group to disk."""
+        """Close the current step: statistics to the host, its rows to the writer."""
         self.flush()
         self.step += 1
         self.counters.clear()

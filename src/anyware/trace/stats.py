@@ -104,10 +104,11 @@ def host_stats(t: torch.Tensor) -> tuple[list[float], int]:
     """The same statistics as :func:`tensor_stats` for a CPU tensor, returned as host values.
 
     On the CPU there is no device queue to stall: a scalar read costs about a microsecond, so
-    the extremes are read first and the cleaning pass of ``tensor_stats`` (two temporaries
-    and four extra passes over the tensor, measured ×3–×9 the cost of everything else) runs
-    only for the rare tensor holding a NaN or an Inf. A finite tensor takes four passes:
-    extremes, sketch, sum of squares, checksum (the sum rides on the sketch's blocks).
+    the extremes are read first and the cleaning of ``tensor_stats`` (two temporaries and
+    four extra passes over the tensor) runs only for the rare tensor holding a NaN or an Inf.
+    A finite tensor takes five reads and no allocation: extremes, sketch, sum, sum of squares,
+    checksum — measured ×2–×9 cheaper than ``tensor_stats`` on 4 Ki–1 Mi-element fp32 tensors
+    (the large ones pay most for the temporaries).
     """
     import torch
 
