@@ -12,10 +12,13 @@ preset      weights                                     activations
 ``mxfp4``   MXFP4 E2M1 (blocks of 32, E8M0 scales)      MXFP4 E2M1
 ==========  ==========================================  ==================================
 
-Rounding is round-to-nearest by default, so the numbers isolate the format. Two GPTQ-free
-options sharpen the INT presets: ``act_clip`` (QuaRot's activation clip ratio) and
-``calibration=`` (a per-row weight clip search that minimises the layer's output error on
-calibration inputs).
+Rounding is round-to-nearest by default, so the numbers isolate the format. Options sharpen
+the INT presets: ``act_clip`` (QuaRot's activation clip ratio), ``calibration=`` (a per-row
+weight clip search that minimises the layer's output error on calibration inputs) and
+``weights="gptq"`` (GPTQ with each layer's Hessian from the calibration inputs instead of the
+clip search; ``gptq.py``). GPTQ sees each linear's input exactly as its quantised weight will:
+after the QuaRot fuse and after the online Hadamard, so rotated and unrotated models get the
+same treatment.
 
 **Rotation** (``rotate=True``, QuaRot): 4-bit per-token activations fail on the few
 channels that are 10-100× larger than the rest, because one scale per token must cover them.
@@ -50,6 +53,7 @@ import torch
 from torch import nn
 
 from anyware.formats.api import QuantizedTensor, dequantize, fake_quantize, quantize_tensor
+from anyware.formats.gptq import gptq_quantize, hessian
 from anyware.formats.hadamard import hadamard_transform, random_signs
 from anyware.formats.quarot import FuseReport, ResidualLayout, fuse_rotation, layout_for
 from anyware.formats.spec import parse_choice
@@ -62,6 +66,13 @@ class Preset(StrEnum):
     W4A4 = "w4a4"
     MXFP8 = "mxfp8"
     MXFP4 = "mxfp4"
+
+
+class WeightRounding(StrEnum):
+    RTN = "rtn"
+    """Round-to-nearest (with ``calibration=``: after the per-row clip search)."""
+    GPTQ = "gptq"
+    """GPTQ error feedback against each layer's calibration Hessian (needs ``calibration=``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,10 +123,28 @@ class PTQConfig:
     search of INT weights: per output row, the clip ratio in ``CLIP_GRID`` that minimises the
     error of the layer's *output* on these inputs, ``‖(Q(clip(w)) − w) Xᵀ‖²``. Minimising
     the weights' own MSE instead clips weights that the outputs need (measured: it made RTN
-    W4A4 worse, ppl 1.4085 → 1.4296)."""
+    W4A4 worse, ppl 1.4085 → 1.4296). With ``weights="gptq"`` they build GPTQ's Hessians
+    instead."""
+    weights: WeightRounding = WeightRounding.RTN
+    """How INT weights are rounded: ``rtn`` or ``gptq`` (Frantar et al.; blocks of 128, 1%
+    dampening)."""
+    act_order: bool = False
+    """GPTQ only: visit columns in order of decreasing Hessian diagonal."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "preset", parse_choice(Preset, self.preset, "PTQ preset"))
+        object.__setattr__(
+            self, "weights", parse_choice(WeightRounding, self.weights, "PTQ weights")
+        )
+        if self.weights is WeightRounding.GPTQ:
+            if self.preset in (Preset.MXFP8, Preset.MXFP4):
+                raise ValueError(f"weights='gptq' rounds INT weights, not {self.preset}")
+            if self.calibration is None:
+                raise ValueError(
+                    "weights='gptq' needs calibration= inputs to build each layer's Hessian"
+                )
+        if self.act_order and self.weights is not WeightRounding.GPTQ:
+            raise ValueError("act_order applies to weights='gptq' only")
         int_act = self.preset in (Preset.W8A8, Preset.W4A4)
         if not 0.0 < self.act_clip <= 1.0:
             raise ValueError(f"act_clip must be in (0, 1], got {self.act_clip}")
@@ -172,10 +201,15 @@ class QuantLinear(nn.Module):
                 if self.signs is None
                 else hadamard_transform(calib_x, signs=self.signs)
             )
-            w = search_weight_clip(w, x, self.scheme.weight_fmt, self.scheme.weight_opts)
-        self.qweight: QuantizedTensor = quantize_tensor(
-            w, self.scheme.weight_fmt, **self.scheme.weight_opts
-        )
+        if calib_x is not None and config.weights is WeightRounding.GPTQ:
+            self.qweight: QuantizedTensor = gptq_quantize(
+                w, hessian(x), self.scheme.weight_fmt,
+                group_size=self.scheme.weight_opts.get("group_size"), act_order=config.act_order,
+            )  # fmt: skip
+        else:
+            if calib_x is not None:
+                w = search_weight_clip(w, x, self.scheme.weight_fmt, self.scheme.weight_opts)
+            self.qweight = quantize_tensor(w, self.scheme.weight_fmt, **self.scheme.weight_opts)
         self.weight: torch.Tensor
         self.register_buffer("weight", dequantize(self.qweight, dtype=torch.float32))
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone())
@@ -214,7 +248,9 @@ class PTQReport:
     fused: FuseReport | None = None
     """What the QuaRot fuse rewrote (norms, untied weights), when it ran."""
     calibrated: bool = False
-    """True when INT weights went through the calibrated clip search."""
+    """True when INT weights used the calibration inputs (clip search or GPTQ)."""
+    weights: WeightRounding = WeightRounding.RTN
+    """How INT weights were rounded."""
 
 
 #: calibration rows kept per linear (evenly spaced): the search costs |grid| GEMMs of this size
@@ -252,7 +288,8 @@ def _linear_inputs(
 @torch.no_grad()
 def quantize_model(model: nn.Module, preset: str | Preset, **options: Any) -> PTQReport:
     """Apply ``preset`` to every ``nn.Linear`` of ``model`` in place (``PTQConfig`` options:
-    ``rotate``, ``group_size``, ``skip``, ``seed``, ``layout``, ``act_clip``, ``calibration``). Options and the layout are
+    ``rotate``, ``group_size``, ``skip``, ``seed``, ``layout``, ``act_clip``, ``calibration``,
+    ``weights``, ``act_order``). Options and the layout are
     validated, and all new modules built, before any is swapped in, so a bad input leaves the
     model untouched (the QuaRot fuse, which runs first, keeps the model's function)."""
     config = PTQConfig(preset=preset, **options)  # type: ignore[arg-type]
@@ -283,4 +320,5 @@ def quantize_model(model: nn.Module, preset: str | Preset, **options: Any) -> PT
     return PTQReport(
         preset=config.preset, rotate=config.rotate, converted=convert, skipped=skipped,
         rotation=rotation, online=online, fused=fused, calibrated=bool(inputs),
+        weights=config.weights,
     )  # fmt: skip
