@@ -94,7 +94,16 @@ def _trace(ctx: DemoContext) -> dict[str, Any]:
         code = _launch(
             ctx,
             ctx.workdir / f"moe_trace_{name}.log",
-            target=[str(EXAMPLE), "--steps", "1", "--log-every", "1", *extra],
+            target=[
+                str(EXAMPLE),
+                "--steps",
+                "1",
+                "--log-every",
+                "1",
+                "--eval-batches",
+                "0",
+                *extra,
+            ],
             trace=out,
             trace_level="module",
         )
