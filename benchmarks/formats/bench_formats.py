@@ -101,7 +101,8 @@ def _w4a4_gptq(model: Any, held: Any, ppl0: float, calib: Any) -> dict[str, Any]
     """The W4A4 rotation fractions with GPTQ weights, identical options on every arm."""
     print(
         "\nW4A4 with GPTQ weights on both arms (Hessians from the same 2 calibration batches, "
-        "blocks of 128, 1% dampening; QuaRot and SpinQuant report W4A4 this way)",
+        "blocks of 128, 1% dampening, layer after layer; QuaRot and SpinQuant report W4A4 "
+        "this way)",
         flush=True,
     )
     out: dict[str, Any] = {}
@@ -109,6 +110,8 @@ def _w4a4_gptq(model: Any, held: Any, ppl0: float, calib: Any) -> dict[str, Any]
         ("w4a4+gptq", {}),
         ("w4a4+gptq+clip", {"act_clip": 0.9}),
         ("w4a4+gptq-ao+clip", {"act_clip": 0.9, "act_order": True}),
+        # every Hessian from the unquantised model instead of layer after layer
+        ("w4a4+gptq-oneshot+clip", {"act_clip": 0.9, "sequential": False}),
     ):
         full = {"calibration": calib, "weights": "gptq", **opts}
         out[label.replace("+", "_").replace("-", "_")] = _w4a4_closed(

@@ -3,11 +3,13 @@ matches the unblocked loop, storage round-trips, the PTQ option, clear errors.""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
 
-from anyware.formats import dequantize, fake_quantize, quantize, quantize_tensor
+from anyware.formats import dequantize, fake_quantize, ptq, quantize, quantize_tensor
 from anyware.formats.gptq import gptq_quantize, gptq_reference, hessian
 from anyware.formats.hadamard import hadamard_transform
 from anyware.formats.ptq import QuantLinear, WeightRounding
@@ -145,7 +147,27 @@ def test_ptq_gptq_option_uses_each_layers_hessian() -> None:
         assert _out_err(m.a.weight, wa, xa) < _out_err(rtn, wa, xa)
 
 
-def test_ptq_gptq_option_errors_leave_model_untouched() -> None:
+@pytest.mark.parametrize("sequential", [True, False])
+def test_sequential_gptq_calibrates_on_quantised_earlier_layers(sequential: bool) -> None:
+    torch.manual_seed(1)
+    net = _Net()
+    _, x = _layer(k=64, n=256, seed=4)
+    m = _Net()
+    m.load_state_dict(net.state_dict())
+    quantize(m, "w4a4", calibration=[x], weights="gptq", sequential=sequential)
+    assert isinstance(m.a, QuantLinear) and isinstance(m.b, QuantLinear)
+    # b's input: a's output with quantised weights (sequential) or the original ones, and with
+    # full-precision activations either way (GPTQ calibrates weights only)
+    a_w = m.a.weight if sequential else net.a.weight.detach()
+    xb = torch.relu(x @ a_w.T + net.a.bias.detach())
+    want = gptq_quantize(net.b.weight.detach(), hessian(xb), "int4", group_size=128)
+    assert torch.equal(m.b.qweight.codes, want.codes)
+    # activations are quantised again once every layer is in
+    assert m.a.quantize_acts and m.b.quantize_acts
+    assert torch.equal(m.a(x), fake_quantize(x, "int4", group_size=None) @ m.a.weight.T + m.a.bias)
+
+
+def test_ptq_gptq_option_errors_leave_model_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
     m = _Net()
     with pytest.raises(ValueError, match="needs calibration= inputs"):
         quantize(m, "w4a4", weights="gptq")
@@ -155,4 +177,21 @@ def test_ptq_gptq_option_errors_leave_model_untouched() -> None:
         quantize(m, "w4a4", weights="gtpq", calibration=[torch.randn(4, 64)])
     with pytest.raises(ValueError, match="act_order applies to weights='gptq'"):
         quantize(m, "w4a4", act_order=True)
+    with pytest.raises(ValueError, match="sequential=False applies to weights='gptq'"):
+        quantize(m, "w4a4", sequential=False)
+    # a failure half-way through sequential GPTQ puts the swapped linears back
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        quantize(m, "w4a4", weights="gptq", calibration=[torch.full((4, 64), float("inf"))])
     assert type(m.a) is nn.Linear and type(m.b) is nn.Linear
+    calls: list[str] = []
+
+    def fail_second(*args: Any, **kwargs: Any) -> Any:
+        calls.append("x")
+        if len(calls) == 2:  # b fails after a has been swapped in
+            raise ValueError("second layer failed")
+        return gptq_quantize(*args, **kwargs)
+
+    monkeypatch.setattr(ptq, "gptq_quantize", fail_second)
+    with pytest.raises(ValueError, match="second layer failed"):
+        quantize(m, "w4a4", weights="gptq", calibration=[torch.randn(8, 64)])
+    assert len(calls) == 2 and type(m.a) is nn.Linear and type(m.b) is nn.Linear

@@ -130,6 +130,11 @@ class PTQConfig:
     dampening)."""
     act_order: bool = False
     """GPTQ only: visit columns in order of decreasing Hessian diagonal."""
+    sequential: bool = True
+    """GPTQ only: quantise the linears one at a time (registration order), each calibrated on
+    the inputs it gets once the earlier ones are quantised, as GPTQ and QuaRot do (weights
+    only: activations stay full precision while calibrating). False: every Hessian comes from
+    the unquantised model (one calibration pass)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "preset", parse_choice(Preset, self.preset, "PTQ preset"))
@@ -145,6 +150,8 @@ class PTQConfig:
                 )
         if self.act_order and self.weights is not WeightRounding.GPTQ:
             raise ValueError("act_order applies to weights='gptq' only")
+        if not self.sequential and self.weights is not WeightRounding.GPTQ:
+            raise ValueError("sequential=False applies to weights='gptq' only")
         int_act = self.preset in (Preset.W8A8, Preset.W4A4)
         if not 0.0 < self.act_clip <= 1.0:
             raise ValueError(f"act_clip must be in (0, 1], got {self.act_clip}")
@@ -195,6 +202,8 @@ class QuantLinear(nn.Module):
             self.signs = random_signs(self.in_features, seed=seed).to(w.device)
             w = hadamard_transform(w, signs=self.signs)  # W·Rᵀ, row by row
         self.act_clip = config.act_clip
+        self.quantize_acts = True
+        """False while sequential GPTQ calibrates the layers after this one."""
         if calib_x is not None:
             x = (
                 calib_x.float()
@@ -222,7 +231,7 @@ class QuantLinear(nn.Module):
         h = x.float()
         if self.signs is not None:
             h = hadamard_transform(h, signs=self.signs)
-        if self.scheme.act_fmt is not None:
+        if self.scheme.act_fmt is not None and self.quantize_acts:
             if self.act_clip != 1.0:
                 a = h.abs().amax(-1, keepdim=True) * self.act_clip
                 h = torch.minimum(torch.maximum(h, -a), a)
@@ -289,7 +298,7 @@ def _linear_inputs(
 def quantize_model(model: nn.Module, preset: str | Preset, **options: Any) -> PTQReport:
     """Apply ``preset`` to every ``nn.Linear`` of ``model`` in place (``PTQConfig`` options:
     ``rotate``, ``group_size``, ``skip``, ``seed``, ``layout``, ``act_clip``, ``calibration``,
-    ``weights``, ``act_order``). Options and the layout are
+    ``weights``, ``act_order``, ``sequential``). Options and the layout are
     validated, and all new modules built, before any is swapped in, so a bad input leaves the
     model untouched (the QuaRot fuse, which runs first, keeps the model's function)."""
     config = PTQConfig(preset=preset, **options)  # type: ignore[arg-type]
@@ -301,24 +310,39 @@ def quantize_model(model: nn.Module, preset: str | Preset, **options: Any) -> PT
         # exact rewrite (same function), validated before it changes anything
         fused = fuse_rotation(model, layout, seed=config.seed)
         readers = {r for _, rs in layout.norms for r in rs}
-    inputs = (
-        {} if config.calibration is None else _linear_inputs(model, convert, config.calibration)
-    )
-    new: dict[str, nn.Module] = {}
+    calib = config.calibration
+    sequential = calib is not None and config.weights is WeightRounding.GPTQ and config.sequential
+    inputs = {} if calib is None or sequential else _linear_inputs(model, convert, calib)
+    new: dict[str, QuantLinear] = {}
+    originals: dict[str, nn.Module] = {}
     online: list[str] = []
-    for i, name in enumerate(convert):
-        lin = model.get_submodule(name)
-        assert isinstance(lin, nn.Linear)
-        rot = config.rotate and name not in readers
-        if rot:
-            online.append(name)
-        new[name] = QuantLinear(
-            lin, config, seed=config.seed * 7919 + i, online_rotate=rot, calib_x=inputs.get(name)
-        )
+    try:
+        for i, name in enumerate(convert):
+            lin = model.get_submodule(name)
+            assert isinstance(lin, nn.Linear)
+            rot = config.rotate and name not in readers
+            if rot:
+                online.append(name)
+            x = inputs.get(name)
+            if sequential:
+                assert calib is not None
+                x = _linear_inputs(model, [name], calib)[name]
+            q = QuantLinear(lin, config, seed=config.seed * 7919 + i, online_rotate=rot, calib_x=x)
+            new[name] = q
+            if sequential:
+                # the next layers calibrate on this one's quantised weights
+                q.quantize_acts = False
+                originals[name] = lin
+                swap_modules(model, {name: q})
+    except BaseException:
+        swap_modules(model, originals)  # a failure leaves the linears as they were
+        raise
+    for q in new.values():
+        q.quantize_acts = True
     swap_modules(model, new)
     rotation = "none" if not config.rotate else "quarot" if fused is not None else "online"
     return PTQReport(
         preset=config.preset, rotate=config.rotate, converted=convert, skipped=skipped,
-        rotation=rotation, online=online, fused=fused, calibrated=bool(inputs),
+        rotation=rotation, online=online, fused=fused, calibrated=calib is not None,
         weights=config.weights,
     )  # fmt: skip
