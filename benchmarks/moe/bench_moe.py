@@ -15,7 +15,8 @@ Every run is ``anyware run [--nproc N] examples/moe/train.py ... --out F`` on th
    chaotic small model. The ratio column is |gap| / 0.25%, DeepSeek-V3's bar;
 5. throughput in tokens/s per run.
 
-    python benchmarks/moe/bench_moe.py [--steps 600] [--recipes rowwise,mxfp8] [--json F]
+    python benchmarks/moe/bench_moe.py [--steps 600] [--recipes rowwise,mxfp8]
+        [--noise-runs 2] [--paired-orders 2] [--json F]
 """
 
 from __future__ import annotations
@@ -68,6 +69,12 @@ def main() -> None:
     ap.add_argument(
         "--noise-runs", type=int, default=2, help="fp32 runs with other batch orders (floor: max)"
     )
+    ap.add_argument(
+        "--paired-orders",
+        type=int,
+        default=0,
+        help="also train each recipe on the noise runs' batch orders; report the mean paired gap",
+    )
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     recipes = [r for r in args.recipes.split(",") if r]
@@ -118,10 +125,11 @@ def main() -> None:
             "ms waited after it",
             flush=True,
         )
-        others = []
-        for k in range(1, args.noise_runs + 1):
+        others, fp32_by_order = [], {0: fp32}
+        for k in range(1, max(args.noise_runs, args.paired_orders) + 1):
             noise, _ = run(2, args.steps, tmp / f"fp32_{k}.json", *common, "--data-seed", str(k))
-            others.append((float(noise["eval_loss"]) - fp32) / fp32)  # type: ignore[arg-type]
+            fp32_by_order[k] = float(noise["eval_loss"])  # type: ignore[arg-type]
+            others.append((fp32_by_order[k] - fp32) / fp32)
         floor = max((abs(g) for g in others), default=0.0)
         results["fp32"] = {
             "eval_loss": fp32,
@@ -142,17 +150,32 @@ def main() -> None:
             res, secs = run(2, args.steps, tmp / f"{recipe}.json", *common, "--fp8", recipe)
             loss = float(res["eval_loss"])  # type: ignore[arg-type]
             gap = (loss - fp32) / fp32
+            paired = [gap]
+            for k in range(1, args.paired_orders + 1):
+                extra = ("--fp8", recipe, "--data-seed", str(k))
+                other, _ = run(2, args.steps, tmp / f"{recipe}_{k}.json", *common, *extra)
+                ref = fp32_by_order[k]
+                paired.append((float(other["eval_loss"]) - ref) / ref)  # type: ignore[arg-type]
+            mean_gap = sum(paired) / len(paired)
             rows[recipe] = {
                 "eval_loss": loss,
                 "gap": gap,
+                "paired_gaps": paired,
+                "mean_paired_gap": mean_gap,
                 "ratio_to_bar": abs(gap) / FP8_BAR,
                 "ratio_to_floor": abs(gap) / floor if floor else None,
                 "tokens_per_s": tokens / secs,
             }
             by_floor = f"{abs(gap) / floor:>10.2f}" if floor else f"{'-':>10}"
+            mean = (
+                f"  mean over {len(paired)} batch orders {mean_gap:+.2%} "
+                f"(÷ bar {abs(mean_gap) / FP8_BAR:.2f})"
+                if len(paired) > 1
+                else ""
+            )
             print(
                 f"{recipe:<22}{loss:>10.4f}{gap:>+10.2%}{abs(gap) / FP8_BAR:>14.2f}{by_floor}"
-                f"{tokens / secs:>12,.0f}",
+                f"{tokens / secs:>12,.0f}{mean}",
                 flush=True,
             )
         results["fp8"] = rows
