@@ -77,8 +77,8 @@ class MoEConfig:
     aux_loss_alpha: float = 1e-2
     """α of DeepSeek-V3's complementary sequence-wise balance loss ``α·Σᵢ fᵢ·Pᵢ`` (0 = off).
     DeepSeek-V3 uses 1e-4 as a safety net; here it does the fast part of the recovery from the
-    early collapse (with γ = 1e-2: per-step max/mean over steps 50–100 1.68 with α = 1e-2,
-    1.84 with α = 3e-3), at a cost of ~α per MoE layer in the training loss."""
+    early collapse (with γ = 1e-2, gate init 0.3: per-step max/mean over steps 50–100 1.68
+    with α = 1e-2, 1.84 with α = 3e-3), at a cost of ~α per MoE layer in the training loss."""
     gate_init_std: float = 0.02
     """Standard deviation of the router's initial weights. The early collapse onto one expert
     does not come from the gate: in the unigram phase (steps 1–10) the hidden states of all
