@@ -110,9 +110,14 @@ def main() -> None:
             plain = _time(plain_cmd, base, args.runs)
             with_shim = _time(shim_cmd, env, args.runs)
             added = with_shim - plain
-            ok = "ok" if added < TARGET_MS or name.startswith("anyware run") else "OVER"
+            # The launcher row is context, not the shim's cost: it adds a parent process (the
+            # CLI) that waits for the child, so the 50 ms target does not apply to it.
+            if name.startswith("anyware run"):
+                verdict = "n/a (adds the launcher process)"
+            else:
+                verdict = f"<{TARGET_MS:.0f} ms {'ok' if added < TARGET_MS else 'OVER'}"
             print(
-                f"{name:<32} {plain:>9.1f} {with_shim:>9.1f} {added:>9.1f} {with_shim / plain:>6.2f}  <{TARGET_MS:.0f} ms {ok}"
+                f"{name:<32} {plain:>9.1f} {with_shim:>9.1f} {added:>9.1f} {with_shim / plain:>6.2f}  {verdict}"
             )
 
 
