@@ -106,6 +106,22 @@ def test_nproc_launches_ranks_through_torchrun(tmp_path: Path) -> None:
     assert apis["DistributedDataParallel(device_ids=...)"] == 2
 
 
+@pytest.mark.distributed
+def test_nproc_failed_rank_is_named_and_its_status_is_the_jobs(tmp_path: Path) -> None:
+    script = tmp_path / "bad.py"
+    script.write_text(
+        "import os, sys\n"
+        "if os.environ['RANK'] == '1':\n"
+        "    print('experts 5 not divisible by 2', file=sys.stderr)\n"
+        "    sys.exit(4)\n"
+    )
+    proc = run_cli("run", "--nproc", "2", str(script))
+    assert proc.returncode == 4, proc.stderr
+    assert "experts 5 not divisible by 2" in proc.stderr
+    assert "anyware run: rank 1 (pid " in proc.stderr and "exit status 4" in proc.stderr
+    assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr
+
+
 def test_module_target_chains_existing_sitecustomize_and_waits_for_torch(tmp_path: Path) -> None:
     site = tmp_path / "site"
     site.mkdir()

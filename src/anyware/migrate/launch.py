@@ -4,8 +4,9 @@ process, and hand back its exit status.
 The child gets the bootstrap directory first on ``PYTHONPATH`` (its ``sitecustomize`` arms the
 shim in every Python process the job starts), ``ANYWARE_DEVICE`` naming the selected backend,
 the backend's visible-device variable, and the trace/monitor/profile variables. ``--nproc N``
-goes through torch.distributed's own launcher (``python -m torch.distributed.run``), whose
-ranks inherit the same environment. Each process leaves a report part; they are merged here.
+goes through torch.distributed's own launcher (its parser and elastic agent, wrapped by
+``anyware.migrate._torchrun`` so that a failed rank is named in one line and its exit status is
+the job's), whose ranks inherit the same environment. Each process leaves a report part; they are merged here.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def argv_for(opts: RunOptions, args: list[str]) -> list[str]:
     if opts.nproc == 1:
         return [sys.executable, *args]
     launcher = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        sys.executable, "-m", "anyware.migrate._torchrun", "--standalone",
         f"--nproc-per-node={opts.nproc}",
     ]  # fmt: skip
     if args[0] == "-m":
