@@ -23,16 +23,20 @@ sample the other jobs disturbed least, so model and measurement see the same mac
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from anyware._io import atomic_write_json
 from anyware.comm.bench import BenchConfig, run
 from anyware.comm.select import parse_size
 from anyware.comm.simulate import REGISTRY, Topology, closed_form, simulate
+from anyware.comm.simulate.fit import Measured, fit
 
 CACHE_BYTES = 4 << 20
 
@@ -60,7 +64,7 @@ def against_closed_forms() -> None:
     )
 
 
-def against_runs(sizes: tuple[int, ...]) -> None:
+def measure(sizes: tuple[int, ...], raw: Path | None) -> dict[str, Any]:
     cfg = BenchConfig(
         ops=("broadcast", "allreduce", "alltoall"),
         sizes=sizes,
@@ -70,59 +74,117 @@ def against_runs(sizes: tuple[int, ...]) -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         res = run(cfg, Path(tmp) / "b.json")
-    print("(2) measured vs simulated, 2 ranks (ratio = predicted / measured):")
-    errors: dict[str, list[float]] = {}
-    for transport in cfg.transports:
-        links = res["cost_models"][transport]["links"]
-        alpha, beta, gamma = links["alpha_intra"], links["beta_intra"], links["gamma"]
-        rows = [r for r in res["results"] if r["transport"] == transport]
-        probe = [r for r in rows if r["op"] == "broadcast" and r["bytes"] == min(sizes)]
-        overhead = max(0.0, probe[0]["time_min_s"] - alpha) if probe else 0.0
-        big = res["calibration_large"][transport]
-        topo = Topology(
-            ranks=res["world_size"],
-            intra_bw=1 / beta,
-            intra_latency=alpha,
-            copy_bw=1 / gamma if gamma else 0.0,
-            call_overhead=overhead,
-            cache_bytes=CACHE_BYTES,
-            intra_bw_large=1 / big["beta"],
-            copy_bw_large=1 / big["gamma"] if big["gamma"] else 0.0,
-        )
+    if raw is not None:
+        atomic_write_json(raw, res)
+    return res
+
+
+#: The calibration set: one algorithm per collective, every size. The fit sees only these
+#: rows; the other algorithms' rows are held out and judge the model.
+CALIBRATION = ("allreduce:ring", "alltoall:pairwise")
+
+
+def _stats(errs: list[float]) -> str:
+    if not errs:
+        return "no rows"
+    within = sum(e <= 0.10 for e in errs)
+    return (
+        f"{within}/{len(errs)} within 10%, median |error| {statistics.median(errs) * 100:.1f}%, "
+        f"worst {max(errs) * 100:.0f}%"
+    )
+
+
+def _ping_pong_topology(res: dict[str, Any], transport: str, sizes: list[int]) -> Topology:
+    """The first session's model: every parameter from a micro-benchmark, nothing fitted."""
+    links = res["cost_models"][transport]["links"]
+    alpha, beta, gamma = links["alpha_intra"], links["beta_intra"], links["gamma"]
+    rows = [r for r in res["results"] if r["transport"] == transport]
+    probe = [r for r in rows if r["op"] == "broadcast" and r["bytes"] == min(sizes)]
+    overhead = max(0.0, probe[0]["time_min_s"] - alpha) if probe else 0.0
+    big = res["calibration_large"][transport]
+    return Topology(
+        ranks=res["world_size"],
+        intra_bw=1 / beta,
+        intra_latency=alpha,
+        copy_bw=1 / gamma if gamma else 0.0,
+        call_overhead=overhead,
+        cache_bytes=CACHE_BYTES,
+        intra_bw_large=1 / big["beta"],
+        copy_bw_large=1 / big["gamma"] if big["gamma"] else 0.0,
+    )
+
+
+def against_runs(res: dict[str, Any], fit_out: Path | None) -> None:
+    sizes = sorted({int(r["bytes"]) for r in res["results"]})
+    print(
+        "(2) measured vs simulated, 2 ranks (ratio = predicted / measured); fit on "
+        f"{', '.join(CALIBRATION)} (cal), the other algorithms held out (held)"
+    )
+    summary: list[str] = []
+    for transport in res["cost_models"]:
+        rows = [r for r in res["results"] if r["transport"] == transport and r["op"] != "broadcast"]
+        pp = _ping_pong_topology(res, transport, sizes)
+        cal = [
+            Measured(op=r["op"], algo=r["algo"], bytes=r["bytes"], seconds=r["time_min_s"])
+            for r in rows
+            if f"{r['op']}:{r['algo']}" in CALIBRATION
+        ]
+        model = fit(cal, ranks=res["world_size"], cache_bytes=CACHE_BYTES)
+        if fit_out is not None:
+            model.save(fit_out.with_name(f"{fit_out.stem}-{transport}{fit_out.suffix}"))
         print(
-            f"  {transport}: α = {alpha * 1e6:.1f} µs, β⁻¹ = {1 / beta / 1e9:.2f} GB/s, "
-            f"γ⁻¹ = {1 / gamma / 1e9 if gamma else 0:.2f} GB/s (calibrated), "
-            f"o = {overhead * 1e6:.1f} µs (8 B broadcast − α); above {CACHE_BYTES >> 20} MiB: "
-            f"β⁻¹ = {1 / big['beta'] / 1e9:.2f} GB/s, γ⁻¹ = {1 / big['gamma'] / 1e9:.2f} GB/s "
-            f"(16 MiB ping-pong and copy)"
+            f"  {transport} fitted: o = {model.call_overhead * 1e6:.1f} µs/call, "
+            f"α = {model.alpha * 1e6:.1f} µs/round (ping-pong α {pp.intra_latency * 1e6:.1f}), "
+            f"β⁻¹ = {_gbps(model.beta)}, γ⁻¹ = {_gbps(model.gamma)}; above "
+            f"{CACHE_BYTES >> 20} MiB β⁻¹ = {_gbps(model.beta_large)}, "
+            f"γ⁻¹ = {_gbps(model.gamma_large)}"
         )
+        errs: dict[str, list[float]] = {"cal": [], "held": [], "ping-pong": []}
         for r in rows:
-            if r["op"] == "broadcast":
-                continue
-            pred = float(simulate(topo, r["op"], r["algo"], np.array([r["bytes"]]))[0])
+            n = np.array([r["bytes"]])
             measured = r["time_min_s"]
-            ratio = pred / measured
-            errors.setdefault(transport, []).append(abs(ratio - 1))
+            p_fit = float(model.predict(r["op"], r["algo"], n)[0])
+            p_pp = float(simulate(pp, r["op"], r["algo"], n)[0])
+            role = "cal" if f"{r['op']}:{r['algo']}" in CALIBRATION else "held"
+            errs[role].append(abs(p_fit / measured - 1))
+            errs["ping-pong"].append(abs(p_pp / measured - 1))
             print(
-                f"    {r['op']:<10} {r['algo']:<19} {r['bytes']:>9} B  measured "
-                f"{measured * 1e6:10.1f} µs  predicted {pred * 1e6:10.1f} µs  ratio {ratio:.2f}"
+                f"    {role:<4} {r['op']:<10} {r['algo']:<19} {r['bytes']:>9} B  measured "
+                f"{measured * 1e6:10.1f} µs  fitted {p_fit * 1e6:10.1f} µs "
+                f"({p_fit / measured:.2f})  ping-pong {p_pp * 1e6:10.1f} µs "
+                f"({p_pp / measured:.2f})"
             )
-    for transport, errs in errors.items():
-        within = sum(e <= 0.10 for e in errs)
-        print(
-            f"  {transport}: {within}/{len(errs)} rows within 10%, median |error| "
-            f"{statistics.median(errs) * 100:.1f}%, worst {max(errs) * 100:.0f}%"
-        )
+        summary += [
+            f"  {transport} held-out (fitted): {_stats(errs['held'])}",
+            f"  {transport} calibration (fitted): {_stats(errs['cal'])}",
+            f"  {transport} all rows, ping-pong model: {_stats(errs['ping-pong'])}",
+        ]
+    print("\n".join(summary))
+
+
+def _gbps(sec_per_byte: float) -> str:
+    return f"{1 / sec_per_byte / 1e9:.2f} GB/s" if sec_per_byte > 0 else "free"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="8,1K,16K,64K,256K,1M,4M,16M")
     ap.add_argument("--skip-runs", action="store_true", help="only (1) and (3)")
+    ap.add_argument("--raw", type=Path, help="save the measured bench result here")
+    ap.add_argument("--from", dest="src", type=Path, help="analyse a saved result, measure nothing")
+    ap.add_argument(
+        "--fit-out",
+        type=Path,
+        help="save each transport's fitted model as a cost-model file (NAME-<transport>.json)",
+    )
     a = ap.parse_args()
     against_closed_forms()
     if not a.skip_runs:
-        against_runs(tuple(parse_size(s) for s in a.sizes.split(",")))
+        if a.src is not None:
+            res = json.loads(a.src.read_text())
+        else:
+            res = measure(tuple(parse_size(s) for s in a.sizes.split(",")), a.raw)
+        against_runs(res, a.fit_out)
 
 
 if __name__ == "__main__":
