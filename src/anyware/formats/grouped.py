@@ -28,12 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from anyware.formats.api import fake_quantize
-from anyware.formats.fp8 import fp8_scales
-from anyware.formats.spec import E4M3, E5M2, Granularity
-from anyware.formats.training import Fp8TrainingConfig, Recipe
-
-_ROLES = ("act", "weight", "grad")
+from anyware.formats.training import OPERAND_ROLES, Fp8TrainingConfig, OperandQuantizer, Recipe
 
 
 class Fp8GroupedMatmul(nn.Module):
@@ -53,9 +48,10 @@ class Fp8GroupedMatmul(nn.Module):
         if n_groups < 1:
             raise ValueError(f"n_groups must be ≥ 1, got {n_groups}")
         self.config = config
+        self.quant = OperandQuantizer(config)
         self.n_groups = n_groups
         self.amax_history: torch.Tensor
-        hist = torch.zeros(len(_ROLES), n_groups, config.amax_history_len)
+        hist = torch.zeros(len(OPERAND_ROLES), n_groups, config.amax_history_len)
         self.register_buffer("amax_history", hist)
 
     def extra_repr(self) -> str:
@@ -77,38 +73,14 @@ class Fp8GroupedMatmul(nn.Module):
 
     # -- one operand, laid out with its GEMM's reduction dim last --
 
-    def _fmt(self, role: str) -> str:
-        if self.config.recipe is Recipe.MXFP8:
-            return "mxfp8_e5m2" if role == "grad" else "mxfp8_e4m3"
-        return self.config.grad_fp8 if role == "grad" else "fp8_e4m3"
-
-    def _granularity(self, role: str) -> Granularity:
-        r = self.config.recipe
-        if r is Recipe.ROWWISE:
-            return Granularity.ROW
-        if r is Recipe.DEEPSEEK_BLOCKWISE:
-            return Granularity.BLOCK128X128 if role == "weight" else Granularity.BLOCK1X128
-        return Granularity.TENSOR
-
     def delayed_scale(self, t: torch.Tensor, role: str, group: int) -> torch.Tensor:
-        """Scale from the max of this expert's history, then push this step's amax (TE's order)."""
-        hist = self.amax_history[_ROLES.index(role), group]
-        amax_now = t.detach().abs().nan_to_num(posinf=0.0, neginf=0.0).amax().float()
-        past = hist.max()
-        amax = torch.where(past > 0, past, amax_now)  # first step: no history yet
-        hist.copy_(torch.roll(hist, 1))
-        hist[0] = amax_now
-        el = E5M2 if self._fmt(role) == "fp8_e5m2" else E4M3
-        return fp8_scales(amax, el, pow2_scale=self.config.pow2_scales)
+        """This expert's scale from its own amax history."""
+        return self.quant.delayed_scale(
+            self.amax_history[OPERAND_ROLES.index(role), group], t, role
+        )
 
     def fake(self, t: torch.Tensor, role: str, scale: torch.Tensor | None) -> torch.Tensor:
-        fmt = self._fmt(role)
-        if self.config.recipe is Recipe.MXFP8:
-            return fake_quantize(t, fmt, scale_rounding="rceil")
-        return fake_quantize(
-            t, fmt, granularity=self._granularity(role), pow2_scale=self.config.pow2_scales,
-            scale=scale,
-        )  # fmt: skip
+        return self.quant.fake(t, role, scale)
 
     def gemm(
         self, a: torch.Tensor, a_role: str, b: torch.Tensor, b_role: str, group: int

@@ -103,7 +103,52 @@ class Fp8TrainingConfig:
 
 
 # operand roles; the delayed recipe keeps one amax history per role
-_ROLES = ("act", "weight", "grad")
+OPERAND_ROLES = ("act", "weight", "grad")
+
+
+class OperandQuantizer:
+    """How a recipe quantises each operand role (``act``, ``weight``, ``grad``): element format,
+    scale granularity, delayed scales from an amax history, and the quantise-dequantise itself.
+    One place for both FP8 GEMMs: :class:`Float8Linear` and the experts' grouped GEMM
+    (``formats/grouped.py``), which must quantise exactly alike."""
+
+    __slots__ = ("config",)
+
+    def __init__(self, config: Fp8TrainingConfig) -> None:
+        self.config = config
+
+    def fmt(self, role: str) -> str:
+        if self.config.recipe is Recipe.MXFP8:
+            return "mxfp8_e5m2" if role == "grad" else "mxfp8_e4m3"
+        return self.config.grad_fp8 if role == "grad" else "fp8_e4m3"
+
+    def granularity(self, role: str) -> Granularity:
+        r = self.config.recipe
+        if r is Recipe.ROWWISE:
+            return Granularity.ROW
+        if r is Recipe.DEEPSEEK_BLOCKWISE:
+            return Granularity.BLOCK128X128 if role == "weight" else Granularity.BLOCK1X128
+        return Granularity.TENSOR
+
+    def delayed_scale(self, hist: torch.Tensor, t: torch.Tensor, role: str) -> torch.Tensor:
+        """Scale from the max of ``hist`` (one role's amax history, updated in place), then
+        push this step's amax (TE's order)."""
+        amax_now = t.detach().abs().nan_to_num(posinf=0.0, neginf=0.0).amax().float()
+        past = hist.max()
+        amax = torch.where(past > 0, past, amax_now)  # first step: no history yet
+        hist.copy_(torch.roll(hist, 1))
+        hist[0] = amax_now
+        el = E5M2 if self.fmt(role) == "fp8_e5m2" else E4M3
+        return fp8_scales(amax, el, pow2_scale=self.config.pow2_scales)
+
+    def fake(self, t: torch.Tensor, role: str, scale: torch.Tensor | None = None) -> torch.Tensor:
+        fmt = self.fmt(role)
+        if self.config.recipe is Recipe.MXFP8:
+            return fake_quantize(t, fmt, scale_rounding="rceil")
+        return fake_quantize(
+            t, fmt, granularity=self.granularity(role), pow2_scale=self.config.pow2_scales,
+            scale=scale,
+        )  # fmt: skip
 
 
 class Float8Linear(nn.Module):
@@ -115,10 +160,11 @@ class Float8Linear(nn.Module):
         self.in_features = linear.in_features
         self.out_features = linear.out_features
         self.config = config
+        self.quant = OperandQuantizer(config)
         self.weight = linear.weight
         self.bias = linear.bias
         self.amax_history: torch.Tensor
-        hist = torch.zeros(len(_ROLES), config.amax_history_len, device=linear.weight.device)
+        hist = torch.zeros(len(OPERAND_ROLES), config.amax_history_len, device=linear.weight.device)
         self.register_buffer("amax_history", hist)
 
     def extra_repr(self) -> str:
@@ -134,38 +180,16 @@ class Float8Linear(nn.Module):
     # -- quantisation of one operand, laid out with the GEMM's reduction dim last --
 
     def _fmt(self, role: str) -> str:
-        if self.config.recipe is Recipe.MXFP8:
-            return "mxfp8_e5m2" if role == "grad" else "mxfp8_e4m3"
-        return self.config.grad_fp8 if role == "grad" else "fp8_e4m3"
+        return self.quant.fmt(role)
 
     def _granularity(self, role: str) -> Granularity:
-        r = self.config.recipe
-        if r is Recipe.ROWWISE:
-            return Granularity.ROW
-        if r is Recipe.DEEPSEEK_BLOCKWISE:
-            return Granularity.BLOCK128X128 if role == "weight" else Granularity.BLOCK1X128
-        return Granularity.TENSOR
+        return self.quant.granularity(role)
 
     def _delayed_scale(self, t: torch.Tensor, role: str) -> torch.Tensor:
-        """Scale from the max of the history, then push this step's amax (TE's order)."""
-        i = _ROLES.index(role)
-        hist = self.amax_history[i]
-        amax_now = t.detach().abs().nan_to_num(posinf=0.0, neginf=0.0).amax().float()
-        past = hist.max()
-        amax = torch.where(past > 0, past, amax_now)  # first step: no history yet
-        hist.copy_(torch.roll(hist, 1))
-        hist[0] = amax_now
-        el = E5M2 if self._fmt(role) == "fp8_e5m2" else E4M3
-        return fp8_scales(amax, el, pow2_scale=self.config.pow2_scales)
+        return self.quant.delayed_scale(self.amax_history[OPERAND_ROLES.index(role)], t, role)
 
     def fake(self, t: torch.Tensor, role: str, scale: torch.Tensor | None = None) -> torch.Tensor:
-        fmt = self._fmt(role)
-        if self.config.recipe is Recipe.MXFP8:
-            return fake_quantize(t, fmt, scale_rounding="rceil")
-        return fake_quantize(
-            t, fmt, granularity=self._granularity(role), pow2_scale=self.config.pow2_scales,
-            scale=scale,
-        )  # fmt: skip
+        return self.quant.fake(t, role, scale)
 
     def gemm(
         self, a: torch.Tensor, a_role: str, b: torch.Tensor, b_role: str,
