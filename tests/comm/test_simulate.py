@@ -39,7 +39,7 @@ def test_simulation_equals_closed_forms_on_a_flat_network(p: int) -> None:
 
 def test_local_copies_count_when_asked() -> None:
     """With a copy bandwidth the simulator adds each algorithm's own γ volume: Bruck's packing
-    and recursive doubling's staging now cost, and the closed forms agree."""
+    and every algorithm's staged reductions now cost, and the closed forms agree."""
     base = Topology(ranks=8, intra_bw=20e9, intra_latency=3e-6)
     slow = Topology(ranks=8, intra_bw=20e9, intra_latency=3e-6, copy_bw=5e9)
     for coll, algo in [
@@ -50,8 +50,11 @@ def test_local_copies_count_when_asked() -> None:
         with_copies, without = simulate(slow, coll, algo, SIZES), simulate(base, coll, algo, SIZES)
         assert np.all(with_copies > without), (coll, algo)
         assert np.allclose(with_copies, closed_form(slow, coll, algo, SIZES), rtol=0.01)
+    # Ring allreduce copies nothing, but its reduce-scatter half stages and adds the (p-1)/p
+    # of the buffer it receives: γ per byte, as recursive doubling's reductions are charged.
     assert np.allclose(
-        simulate(slow, "allreduce", "ring", SIZES), simulate(base, "allreduce", "ring", SIZES)
+        simulate(slow, "allreduce", "ring", SIZES) - simulate(base, "allreduce", "ring", SIZES),
+        SIZES * 7 / 8 / 5e9,
     )
 
 

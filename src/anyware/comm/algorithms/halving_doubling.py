@@ -184,7 +184,10 @@ def cost_allreduce(p: int, n: float, links: Links) -> float:
     al, be = links.flat(p)
     p2, e = fold(p)
     extra = 2 * (al + n * be) if e else 0.0
-    return 2 * _log2(p) * al + 2 * (p2 - 1) / p2 * n * be + extra
+    # Reduce-received bytes are staged and added (γ each): the halving rounds' (p2-1)/p2 of
+    # the buffer, plus the whole buffer folded in from an extra rank.
+    reduced = (p2 - 1) / p2 * n + (n if e else 0.0)
+    return 2 * _log2(p) * al + 2 * (p2 - 1) / p2 * n * be + extra + links.gamma * reduced
 
 
 def cost_rs(p: int, n: float, links: Links) -> float:

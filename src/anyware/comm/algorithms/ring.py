@@ -75,7 +75,9 @@ def build_allgather(a: Args) -> Schedule:
 
 def cost_allreduce(p: int, n: float, links: Links) -> float:
     al, be = links.flat(p)
-    return 2 * (p - 1) * (al + n / p * be)
+    # The reduce-scatter half receives (p-1)/p of the buffer with reduce=True: staged and
+    # added, γ per byte, as recursive doubling's rounds are charged.
+    return 2 * (p - 1) * (al + n / p * be) + links.gamma * n * (p - 1) / p
 
 
 def cost_half(p: int, n: float, links: Links) -> float:
