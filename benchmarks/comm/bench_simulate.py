@@ -114,7 +114,7 @@ def _ping_pong_topology(res: dict[str, Any], transport: str, sizes: list[int]) -
     )
 
 
-def against_runs(res: dict[str, Any], fit_out: Path | None) -> None:
+def against_runs(res: dict[str, Any], fit_out: Path | None, pin_large: bool = False) -> None:
     sizes = sorted({int(r["bytes"]) for r in res["results"]})
     print(
         "(2) measured vs simulated, 2 ranks (ratio = predicted / measured); fit on "
@@ -129,7 +129,9 @@ def against_runs(res: dict[str, Any], fit_out: Path | None) -> None:
             for r in rows
             if f"{r['op']}:{r['algo']}" in CALIBRATION
         ]
-        model = fit(cal, ranks=res["world_size"], cache_bytes=CACHE_BYTES)
+        big = res["calibration_large"][transport]
+        pin = {"beta_large": big["beta"], "gamma_large": big["gamma"]} if pin_large else {}
+        model = fit(cal, ranks=res["world_size"], cache_bytes=CACHE_BYTES, fixed=pin)
         if fit_out is not None:
             model.save(fit_out.with_name(f"{fit_out.stem}-{transport}{fit_out.suffix}"))
         print(
@@ -196,6 +198,11 @@ def main() -> None:
         type=Path,
         help="save each transport's fitted model as a cost-model file (NAME-<transport>.json)",
     )
+    ap.add_argument(
+        "--pin-large",
+        action="store_true",
+        help="take β, γ past 4 MiB from the 16 MiB ping-pong and copy instead of fitting them",
+    )
     a = ap.parse_args()
     against_closed_forms()
     if not a.skip_runs:
@@ -203,7 +210,7 @@ def main() -> None:
             res = combine([json.loads(p.read_text()) for p in a.src])
         else:
             res = measure(tuple(parse_size(s) for s in a.sizes.split(",")), a.raw)
-        against_runs(res, a.fit_out)
+        against_runs(res, a.fit_out, a.pin_large)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,15 @@ def test_fit_is_relative_so_small_messages_count() -> None:
         assert abs(pred / r.seconds - 1) < 0.2, (r, pred)
 
 
+def test_pinned_parameters_stay_and_the_rest_fit_around_them() -> None:
+    pin = {"beta_large": TRUE.beta_large, "gamma_large": TRUE.gamma_large}
+    got = fit(_rows(TRUE, CAL), ranks=2, cache_bytes=CACHE, fixed=pin)
+    assert got.beta_large == TRUE.beta_large and got.gamma_large == TRUE.gamma_large
+    assert got.alpha == pytest.approx(TRUE.alpha, rel=1e-6)
+    with pytest.raises(ValueError, match="cannot fix"):
+        fit(_rows(TRUE, CAL), ranks=2, fixed={"latency": 1.0})
+
+
 def test_nnls_keeps_parameters_non_negative() -> None:
     a = np.array([[1.0, 1.0], [1.0, 2.0], [1.0, 3.0]])
     b = np.array([3.0, 2.0, 1.0])  # unconstrained slope is -1

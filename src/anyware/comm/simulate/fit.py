@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -172,28 +172,46 @@ def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return best_x
 
 
-def fit(rows: Sequence[Measured], *, ranks: int, cache_bytes: float = 0.0) -> Fitted:
+def fit(
+    rows: Sequence[Measured],
+    *,
+    ranks: int,
+    cache_bytes: float = 0.0,
+    fixed: Mapping[str, float] | None = None,
+) -> Fitted:
     """Fit on ``rows`` minimising the sum of |relative error| of the predictions.
 
     L1, not least squares: on a shared host a row now and then is measured during someone
     else's burst (2–5× its neighbours, even as the fastest of 9 samples), and squared errors
     let one such row drag every parameter. The L1 fit is solved as iteratively reweighted
-    non-negative least squares (weights 1/|residual|), columns scaled to O(1) for the solve."""
+    non-negative least squares (weights 1/|residual|), columns scaled to O(1) for the solve.
+
+    ``fixed`` pins parameters (by :data:`COLUMNS` name) to measured values: a calibration set
+    with only one size per algorithm past ``cache_bytes`` would fit the two large-message
+    bandwidths exactly to two rows, any noise in them included."""
+    fixed = dict(fixed or {})
+    unknown = set(fixed) - set(COLUMNS)
+    if unknown:
+        raise ValueError(f"cannot fix {sorted(unknown)}: the fitted parameters are {COLUMNS}")
     if not rows:
         raise ValueError("fit needs at least one measured row (the calibration set is empty)")
     x = np.concatenate(
         [features(ranks, r.op, r.algo, np.array([r.bytes]), cache_bytes) for r in rows]
     )
     t = np.array([r.seconds for r in rows])
+    pinned = np.array([c in fixed for c in COLUMNS])
+    known = x[:, pinned] @ np.array([fixed[c] for c in COLUMNS if c in fixed])
+    x = np.where(pinned, 0.0, x)  # a pinned column's time is known: fit the rest
     norm = np.where(x.max(axis=0) > 0, x.max(axis=0), 1.0)
     a = (x / norm) / t[:, None]  # each row divided by its measured time: relative residuals
+    b = 1 - known / t
     w = np.ones_like(t)
     p = np.zeros(x.shape[1])
     for _ in range(IRLS_STEPS):
         sw = np.sqrt(w)
-        p = nnls(a * sw[:, None], sw)
-        w = 1 / np.maximum(np.abs(a @ p - 1), IRLS_FLOOR)
-    p = p / norm
+        p = nnls(a * sw[:, None], b * sw)
+        w = 1 / np.maximum(np.abs(a @ p - b), IRLS_FLOOR)
+    p = np.where(pinned, [fixed.get(c, 0.0) for c in COLUMNS], p / norm)
     names = tuple(sorted({f"{r.op}:{r.algo}" for r in rows}))
     return Fitted(
         ranks=ranks,
