@@ -1,23 +1,22 @@
 """The simulator against (1) the closed forms, (2) runs measured here, (3) the clock.
 
 (2) runs a 2-rank bench on both transports (shared memory, and point-to-point over gloo) and
-predicts every measured row with the simulator, parametrised only by what the same run
-calibrated *before* the rows were measured and by one row that is not predicted:
+predicts every measured row twice:
 
-* α, β — the transport's ping-pong at communicator start (8 B and 4 MiB one-way times);
-* γ — a 4 MiB local copy (the cost of a staging copy or a reduction pass);
-* o — the per-call software overhead: an 8-byte broadcast (one round on 2 ranks) minus α;
-* above 4 MiB (the small calibration's size) β and γ from a 16 MiB ping-pong and copy: past
-  the 32 MiB last-level cache copies run ~4× slower (46 → 10.5 GB/s here), which no single
-  β fits.
+* fitted: the simulator's machine (o per call, α per round, β, γ, and β, γ above 4 MiB)
+  fitted by :func:`anyware.comm.simulate.fit.fit` to the CALIBRATION rows only (ring allreduce
+  and pairwise all-to-all, every size); the other algorithms' rows are held out and reported
+  separately — the 10% target is judged on them;
+* ping-pong: the first session's model, every parameter from a micro-benchmark (α, β from the
+  transport's ping-pong, γ from a 4 MiB copy, o from an 8-byte broadcast, the large β, γ from
+  a 16 MiB ping-pong and copy), for comparison.
 
-Each prediction is time = o + Σ rounds (α + bytes·β) + γ·(bytes each rank copies or reduces
-locally), the simulator's round classes for the algorithm that ran. Measured times and the
-calibration are the *fastest* of their samples (ping-pong: best of 3 tries; rows: best of 9
-alternating samples): on an idle host that is the median too, on a shared one it is the
-sample the other jobs disturbed least, so model and measurement see the same machine.
+Measured times are the *fastest* of 9 alternating samples. ``--raw F`` saves the run,
+``--from F [F ...]`` re-analyses saved runs (each row's fastest), ``--fit-out F`` writes the
+fitted models as cost-model files ``F-<transport>.json``.
 
-    python benchmarks/comm/bench_simulate.py [--sizes 8,1K,16K,64K,256K,1M,4M,16M]
+    python benchmarks/comm/bench_simulate.py [--sizes 8,1K,16K,64K,256K,1M,4M,16M] [--raw F]
+        [--from F ...] [--fit-out F] [--pin-large]
 """
 
 from __future__ import annotations
