@@ -33,9 +33,24 @@ def describe(failures: dict[int, Any]) -> tuple[list[str], int]:
     return lines, exit_status(ordered[0][1].exitcode)
 
 
+def _plain_launcher_log() -> None:
+    """Print the launcher's own notices (the OMP_NUM_THREADS banner) bare, as ``torchrun``
+    does: there its logger is ``__main__``, outside torch's prefixed log format; imported,
+    it is ``torch.distributed.run`` and would inherit that format."""
+    import logging
+
+    log = logging.getLogger("torch.distributed.run")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
+
+    _plain_launcher_log()
 
     # torch leaves these two untyped.
     args = parse_args(sys.argv[1:] if argv is None else argv)  # type: ignore[no-untyped-call]
