@@ -26,3 +26,16 @@ def tiny_gpt(
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     data = batches(encode(make_text(sentences)), batch_size=batch_size, seq_len=seq_len)
     return cfg, model, opt, data
+
+
+def train_step(
+    model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
+    """One forward, backward and optimizer step of a model that returns ``(logits, loss)``;
+    returns the loss."""
+    _, loss = model(x, y)
+    assert loss is not None
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss  # type: ignore[no-any-return]

@@ -68,6 +68,7 @@ def run(ctx: DemoContext) -> None:
     from rich.table import Table
 
     from anyware import ops, runtime
+    from anyware.demo._workload import train_step
 
     backend = runtime.select(ctx.device)
     model, x, y = _model_and_batch(backend.device(), layers=2, seq=64, batch=4)
@@ -75,12 +76,7 @@ def run(ctx: DemoContext) -> None:
     losses = []
     with ops.use() as usage:
         for _ in range(STEPS):
-            _, loss = model(x, y)
-            assert loss is not None
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
+            losses.append(float(train_step(model, opt, x, y).detach()))
     t = Table(
         title=f"GPT under anyware.ops.use() on {backend.name}: {STEPS} steps", title_justify="left"
     )

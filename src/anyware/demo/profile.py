@@ -15,7 +15,7 @@ def run(ctx: DemoContext) -> None:
 
     from anyware import runtime
     from anyware.cli.profile import render_summary
-    from anyware.demo._workload import tiny_gpt
+    from anyware.demo._workload import tiny_gpt, train_step
     from anyware.profile.capture import Capture, CaptureConfig, StepRange
     from anyware.profile.report import analyze_path
 
@@ -29,11 +29,7 @@ def run(ctx: DemoContext) -> None:
     try:
         for _ in range(STEPS):
             x, y = next(data)
-            _, loss = model(x.to(dev), y.to(dev))
-            assert loss is not None
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            train_step(model, opt, x.to(dev), y.to(dev))
     finally:
         handle.remove()
         capture.stop()

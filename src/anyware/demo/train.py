@@ -16,7 +16,7 @@ def run(ctx: DemoContext) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from anyware import runtime
-    from anyware.demo._workload import tiny_gpt
+    from anyware.demo._workload import tiny_gpt, train_step
     from anyware.models.data import VOCAB_SIZE
 
     backend = runtime.select(ctx.device)
@@ -34,12 +34,7 @@ def run(ctx: DemoContext) -> None:
         task = bar.add_task("train", total=STEPS, loss="—")
         for _ in range(STEPS):
             x, y = next(data)
-            _, loss = model(x.to(dev), y.to(dev))
-            assert loss is not None
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
+            losses.append(train_step(model, opt, x.to(dev), y.to(dev)).item())
             bar.update(task, advance=1, loss=f"{losses[-1]:.3f}")
     backend.synchronize()
     secs = time.perf_counter() - t0

@@ -36,6 +36,7 @@ returns exactly round-to-nearest.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -136,6 +137,53 @@ def _static_scales(w: torch.Tensor, gs: int | None, qmax: float) -> torch.Tensor
     return _scale(amax.float(), qmax)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Run:
+    """What both GPTQ loops start from."""
+
+    fmt: Format
+    group_size: int | None
+    qmax: float
+    g: int
+    """Columns per scale group (all of K when there are no groups)."""
+    scales: torch.Tensor | None
+    """Static scales ``(out, n_groups)`` (act-order or per-row), else ``None``: each group's
+    scale is taken when the loop reaches its first column, into ``dyn``."""
+    wd: torch.Tensor
+    u: torch.Tensor
+    perm: torch.Tensor
+    codes: torch.Tensor
+    dyn: torch.Tensor
+
+    def scale(self, gi: int) -> torch.Tensor:
+        return (self.scales if self.scales is not None else self.dyn)[:, gi]
+
+    def finish(self, w: torch.Tensor) -> QuantizedTensor:
+        scales = self.scales if self.scales is not None else self.dyn
+        return _finish(
+            self.codes[:, torch.argsort(self.perm)], scales, w, self.fmt, self.group_size
+        )
+
+
+def _start(
+    w: torch.Tensor, h: torch.Tensor, fmt: str | Format, group_size: int | None,
+    block_size: int, damp: float, act_order: bool,
+) -> _Run:  # fmt: skip
+    f, gs = _check(w, h, fmt, group_size, block_size, damp)
+    qmax = float(ELEMENT[f].max_value)
+    out, k = w.shape
+    g = k if gs is None else gs
+    static = act_order or gs is None
+    wd, u, perm = _prepare(w, h, damp, act_order)
+    return _Run(
+        fmt=f, group_size=gs, qmax=qmax, g=g,
+        scales=_static_scales(w.detach().double(), gs, qmax) if static else None,
+        wd=wd, u=u, perm=perm,
+        codes=torch.zeros(out, k, dtype=torch.float64, device=w.device),
+        dyn=torch.zeros(out, (k + g - 1) // g, dtype=torch.float32, device=w.device),
+    )  # fmt: skip
+
+
 def _finish(
     codes: torch.Tensor, scales: torch.Tensor, w: torch.Tensor, f: Format, gs: int | None
 ) -> QuantizedTensor:
@@ -158,16 +206,9 @@ def gptq_quantize(
 ) -> QuantizedTensor:  # fmt: skip
     """``w`` (out × K) quantised by GPTQ against the Hessian ``h`` (K × K, e.g. ``hessian(x)``),
     in ``fmt`` (``int4``: groups of ``group_size``, default 128; ``int8``: one scale per row)."""
-    f, gs = _check(w, h, fmt, group_size, block_size, damp)
-    qmax = float(ELEMENT[f].max_value)
-    out, k = w.shape
-    g = k if gs is None else gs
-    static = act_order or gs is None
-    scales = _static_scales(w.detach().double(), gs, qmax) if static else None
-    wd, u, perm = _prepare(w, h, damp, act_order)
+    r = _start(w, h, fmt, group_size, block_size, damp, act_order)
+    wd, u, perm, g, k = r.wd, r.u, r.perm, r.g, w.shape[1]
     group_of = perm // g  # group (in the stored layout) of each visited column
-    codes = torch.zeros(out, k, dtype=torch.float64, device=w.device)
-    dyn = torch.zeros(out, (k + g - 1) // g, dtype=torch.float32, device=w.device)
     for b0 in range(0, k, block_size):
         b1 = min(b0 + block_size, k)
         blk = wd[:, b0:b1].clone()
@@ -175,7 +216,7 @@ def gptq_quantize(
         for i in range(b1 - b0):
             j = b0 + i
             gi = int(group_of[j])
-            if scales is None and int(perm[j]) % g == 0:
+            if r.scales is None and int(perm[j]) % g == 0:
                 # natural order: the group's first column. A group that runs past this block
                 # must see the block's pending updates too, as the unblocked loop would.
                 end = min(j + g, k)
@@ -183,17 +224,16 @@ def gptq_quantize(
                 if end > b1:
                     late = wd[:, b1:end] - err[:, :i] @ u[b0:j, b1:end]
                     rest = torch.cat([rest, late], dim=1)
-                dyn[:, gi] = _scale(rest.abs().amax(1).float(), qmax)
-            s = (scales if scales is not None else dyn)[:, gi]
+                r.dyn[:, gi] = _scale(rest.abs().amax(1).float(), r.qmax)
+            s = r.scale(gi)
             col = blk[:, i]
-            q = torch.clamp(torch.round(col.float() / s), -qmax, qmax)
-            codes[:, j] = q.double()
+            q = torch.clamp(torch.round(col.float() / s), -r.qmax, r.qmax)
+            r.codes[:, j] = q.double()
             e = (col - (q * s).double()) / u[j, j]
             blk[:, i:] -= e.unsqueeze(1) * u[j, j:b1].unsqueeze(0)
             err[:, i] = e
         wd[:, b1:] -= err @ u[b0:b1, b1:]
-    unperm = torch.argsort(perm)
-    return _finish(codes[:, unperm], scales if scales is not None else dyn, w, f, gs)
+    return r.finish(w)
 
 
 @torch.no_grad()
@@ -203,22 +243,15 @@ def gptq_reference(
 ) -> QuantizedTensor:  # fmt: skip
     """The unblocked loop: after each column, update every later column at once. Same result
     as ``gptq_quantize`` up to summation order; the test oracle for its blocking."""
-    f, gs = _check(w, h, fmt, group_size, 1, damp)
-    qmax = float(ELEMENT[f].max_value)
-    out, k = w.shape
-    g = k if gs is None else gs
-    static = act_order or gs is None
-    scales = _static_scales(w.detach().double(), gs, qmax) if static else None
-    wd, u, perm = _prepare(w, h, damp, act_order)
-    codes = torch.zeros(out, k, dtype=torch.float64, device=w.device)
-    dyn = torch.zeros(out, (k + g - 1) // g, dtype=torch.float32, device=w.device)
-    for j in range(k):
+    r = _start(w, h, fmt, group_size, 1, damp, act_order)
+    wd, u, perm, g = r.wd, r.u, r.perm, r.g
+    for j in range(w.shape[1]):
         gi = int(perm[j]) // g
-        if scales is None and int(perm[j]) % g == 0:
-            dyn[:, gi] = _scale(wd[:, j : j + g].abs().amax(1).float(), qmax)
-        s = (scales if scales is not None else dyn)[:, gi]
-        q = torch.clamp(torch.round(wd[:, j].float() / s), -qmax, qmax)
-        codes[:, j] = q.double()
+        if r.scales is None and int(perm[j]) % g == 0:
+            r.dyn[:, gi] = _scale(wd[:, j : j + g].abs().amax(1).float(), r.qmax)
+        s = r.scale(gi)
+        q = torch.clamp(torch.round(wd[:, j].float() / s), -r.qmax, r.qmax)
+        r.codes[:, j] = q.double()
         e = (wd[:, j] - (q * s).double()) / u[j, j]
         wd[:, j:] -= e.unsqueeze(1) * u[j, j:].unsqueeze(0)
-    return _finish(codes[:, torch.argsort(perm)], scales if scales is not None else dyn, w, f, gs)
+    return r.finish(w)

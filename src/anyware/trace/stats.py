@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from anyware.trace.schema import SKETCH
+from anyware.trace.schema import COLUMNS, SKETCH, STAT_COLUMNS
 
 if TYPE_CHECKING:
     import torch
@@ -139,25 +139,9 @@ def host_stats(t: torch.Tensor) -> tuple[list[float], int]:
 
 _ZERO = ([0.0] * (5 + SKETCH), 0)
 
-#: Index of each per-row field in a :class:`Pending` row tuple (see ``Recorder.observe``).
-ROW_FIELDS = (
-    "seq",
-    "step",
-    "phase",
-    "module",
-    "op",
-    "call_index",
-    "slot",
-    "role",
-    "call",
-    "key",
-    "dtype",
-    "shape",
-    "numel",
-    "inputs",
-    "location",
-    "level",
-)
+#: Index of each per-row field in a :class:`Pending` row tuple (see ``Recorder.observe``): the
+#: Parquet columns in order, less the rank (one per file) and what the statistics fill in.
+ROW_FIELDS = tuple(c for c in COLUMNS if c not in ("rank", "sketch", *STAT_COLUMNS))
 
 
 @dataclass(kw_only=True)

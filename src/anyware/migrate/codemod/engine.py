@@ -51,22 +51,19 @@ class _Transformer(cst.CSTTransformer):
     ) -> cst.CSTNode | cst.RemovalSentinel | cst.FlattenSentinel[cst.CSTNode]:
         planned = self.ctx.planned.pop(id(original_node), None)
         if planned is not None:
-            line = self._line(original_node)
-            self.ctx.findings.append(
-                Finding(
-                    code=planned.code,
-                    line=line,
-                    kind=planned.kind,
-                    message=planned.message,
-                    fixed=True,
-                )
-            )
-            self.changed = True
+            self._applied(planned.code, planned.kind, planned.message, self._line(original_node))
             new = planned.apply(updated_node)
             if not isinstance(new, cst.CSTNode):
                 return new
             updated_node = new
         return super().on_leave(original_node, updated_node)
+
+    def _applied(self, code: str, kind: str, message: str, line: int) -> None:
+        """Record a rewrite made at ``line``."""
+        self.ctx.findings.append(
+            Finding(code=code, line=line, kind=kind, message=message, fixed=True)
+        )
+        self.changed = True
 
     def leave_Assign(self, original_node: cst.Assign, updated_node: cst.Assign) -> cst.Assign:
         self.ctx.line = self._line(original_node)
@@ -74,16 +71,7 @@ class _Transformer(cst.CSTTransformer):
         for rule in RULES:
             new = rule.on_assign(node, self.ctx)
             if new is not None:
-                self.ctx.findings.append(
-                    Finding(
-                        code=rule.code,
-                        line=self.ctx.line,
-                        kind=rule.kind,
-                        message=rule.title,
-                        fixed=True,
-                    )
-                )
-                self.changed = True
+                self._applied(rule.code, rule.kind, rule.title, self.ctx.line)
                 node = new
         return node
 
@@ -96,16 +84,7 @@ class _Transformer(cst.CSTTransformer):
             new = rule.on_call(node, self.ctx)
             if new is None:
                 continue
-            self.ctx.findings.append(
-                Finding(
-                    code=rule.code,
-                    line=self.ctx.line,
-                    kind=rule.kind,
-                    message=rule.title,
-                    fixed=True,
-                )
-            )
-            self.changed = True
+            self._applied(rule.code, rule.kind, rule.title, self.ctx.line)
             node = new
         return node
 
