@@ -7,11 +7,18 @@ the backend's visible-device variable, and the trace/monitor/profile variables. 
 goes through torch.distributed's own launcher (its parser and elastic agent, wrapped by
 ``anyware.migrate._torchrun`` so that a failed rank is named in one line and its exit status is
 the job's), whose ranks inherit the same environment. Each process leaves a report part; they are merged here.
+
+Pre-flight (``--nproc`` above 1): a script that defines a top-level ``anyware_preflight(argv,
+world_size)`` (found by parsing it, not running it) is imported here under another name than
+``__main__``, and the hook checks its arguments against the world size before any rank starts;
+a ``ValueError`` it raises is the job's one-line error. See :func:`preflight`.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import importlib.machinery
 import importlib.util
 import os
 import signal
@@ -83,7 +90,9 @@ class RunOptions:
         return target, target[0]
 
 
-def _check_target(args: list[str], name: str) -> None:
+def _check_target(args: list[str], name: str) -> ast.Module | None:
+    """Check the script or module exists (and the script compiles); returns the script's
+    syntax tree (``None`` for a module)."""
     if args[0] == "-m":
         try:
             found = importlib.util.find_spec(name) is not None
@@ -93,18 +102,168 @@ def _check_target(args: list[str], name: str) -> None:
             raise LaunchError(
                 f"module {name!r} not found; check the name and that its package is on PYTHONPATH"
             )
-        return
+        return None
     path = Path(args[0])
     if not path.is_file():
         raise LaunchError(f"script {args[0]!r} not found; give the path of a Python file")
     try:
         source = path.read_bytes()
-        compile(source, str(path), "exec", dont_inherit=True)
+        tree = ast.parse(source, str(path))
+        compile(tree, str(path), "exec", dont_inherit=True)
     except SyntaxError as e:
         detail = "".join(traceback.format_exception_only(type(e), e)).rstrip()
         raise LaunchError(f"{args[0]} does not compile, nothing was run:\n{detail}") from None
     except (OSError, ValueError) as e:
         raise LaunchError(f"cannot read script {args[0]!r}: {e}") from None
+    return tree
+
+
+#: The function a script defines to check its arguments before any rank starts.
+PREFLIGHT_HOOK = "anyware_preflight"
+#: The name the script is imported under for the check: anything but ``__main__``, so its
+#: ``if __name__ == "__main__":`` block (the training) does not run in the launcher.
+PREFLIGHT_MODULE = "__anyware_preflight__"
+
+
+def defines_preflight(tree: ast.Module) -> bool:
+    """True when the module binds :data:`PREFLIGHT_HOOK` at top level (``def``, an
+    assignment, or ``from ... import``), read from its syntax tree without running it."""
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == PREFLIGHT_HOOK:
+            return True
+        if isinstance(node, ast.ImportFrom) and any(
+            (a.asname or a.name) == PREFLIGHT_HOOK for a in node.names
+        ):
+            return True
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, ast.AnnAssign)
+            else []
+        )
+        if any(isinstance(t, ast.Name) and t.id == PREFLIGHT_HOOK for t in targets):
+            return True
+    return False
+
+
+def _has_main_guard(tree: ast.Module) -> bool:
+    for node in tree.body:
+        test = node.test if isinstance(node, ast.If) else None
+        if isinstance(test, ast.Compare) and [type(o) for o in test.ops] == [ast.Eq]:
+            sides = [test.left, *test.comparators]
+            if any(isinstance(x, ast.Name) and x.id == "__name__" for x in sides) and any(
+                isinstance(x, ast.Constant) and x.value == "__main__" for x in sides
+            ):
+                return True
+    return False
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    first = text[0] if text else ""
+    if len(first) > 200:
+        first = first[:199] + "…"
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
+def _hook_source(args: list[str], name: str) -> tuple[Path, str] | None:
+    """The file whose hook applies and the module name to import it under."""
+    if args[0] != "-m":
+        return Path(args[0]), PREFLIGHT_MODULE
+    spec = importlib.util.find_spec(name)
+    if spec is not None and spec.submodule_search_locations is not None:
+        name = f"{name}.__main__"  # python -m pkg runs pkg.__main__
+        spec = importlib.util.find_spec(name)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    return Path(spec.origin), name
+
+
+def preflight(
+    args: list[str], name: str, world_size: int, tree: ast.Module | None = None
+) -> int | None:
+    """Call the program's ``anyware_preflight(argv, world_size)`` before any rank starts.
+
+    Returns ``None`` to go on (no hook, or the hook accepted), or an exit status when the hook
+    ended the program itself (``SystemExit``: argparse's ``--help`` or usage error, which it
+    has printed). Raises :class:`LaunchError`: the hook's ``ValueError`` as the job's error,
+    anything else as "the pre-flight check itself failed". The script is imported in this
+    process under :data:`PREFLIGHT_MODULE` with its folder first on ``sys.path`` and
+    ``sys.argv`` set as Python would; all three are put back afterwards. The shim is not
+    armed here: the hook checks arguments and shapes, it does not touch a device.
+    """
+    found = _hook_source(args, name)
+    if found is None:
+        return None
+    path, modname = found
+    if tree is None or args[0] == "-m":
+        try:
+            tree = ast.parse(path.read_bytes(), str(path))
+        except (OSError, SyntaxError, ValueError):
+            return None  # the program itself reports it, as without a hook
+    if not defines_preflight(tree):
+        return None
+    label = args[0] if args[0] != "-m" else name
+    if not _has_main_guard(tree):
+        raise LaunchError(
+            f'{label} defines {PREFLIGHT_HOOK} but has no `if __name__ == "__main__":` block, '
+            "so importing it for the pre-flight check would run the whole program; put the "
+            "code that trains under that block"
+        )
+    script_args = args[2:] if args[0] == "-m" else args[1:]
+    saved_path, saved_argv = list(sys.path), list(sys.argv)
+    preexisting = sys.modules.get(modname)
+    sys.argv = [str(path.resolve()), *script_args]
+    sys.path.insert(0, os.getcwd() if args[0] == "-m" else str(path.resolve().parent))
+    try:
+        stage = "importing it for the pre-flight check"
+        try:
+            if args[0] == "-m":
+                module = importlib.import_module(modname)
+            else:
+                # An explicit loader: python runs scripts without a .py suffix too.
+                loader = importlib.machinery.SourceFileLoader(modname, str(path))
+                spec = importlib.util.spec_from_file_location(modname, path, loader=loader)
+                assert spec is not None
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[modname] = module  # dataclasses and pickle look the module up
+                spec.loader.exec_module(module)
+            hook = getattr(module, PREFLIGHT_HOOK, None)
+            if not callable(hook):
+                raise LaunchError(
+                    f"{label}: {PREFLIGHT_HOOK} is not a function; define it as "
+                    f"def {PREFLIGHT_HOOK}(argv: list[str], world_size: int) -> None"
+                )
+            stage = f"the pre-flight check {PREFLIGHT_HOOK} itself"
+            try:
+                hook(list(script_args), world_size)
+            except ValueError as e:
+                raise LaunchError(f"{label}: {e}; no rank was started") from None
+        except SystemExit as e:
+            if e.code is None or isinstance(e.code, int):
+                code = e.code or 0
+                if code:
+                    print(
+                        f"anyware run: {label} exited with status {code} during {stage}; "
+                        "no rank was started",
+                        file=sys.stderr,
+                    )
+                return code
+            raise LaunchError(f"{label}: {e.code}; no rank was started") from None
+        except LaunchError:
+            raise
+        except Exception as e:
+            raise LaunchError(
+                f"{label}: {stage} failed ({_one_line(e)}); no rank was started. Run it with "
+                "python to see the traceback"
+            ) from None
+    finally:
+        sys.path[:] = saved_path
+        sys.argv = saved_argv
+        if preexisting is None:
+            sys.modules.pop(modname, None)
+    return None
 
 
 def child_environment(
@@ -172,7 +331,13 @@ def run(opts: RunOptions, *, quiet: bool = False, output: Any = None) -> int:
     from anyware import runtime
 
     args, name = opts.command()
-    _check_target(args, name)
+    tree = _check_target(args, name)
+    # One process checks the arguments for all ranks; a single process checks them itself,
+    # so the pre-flight would only import the script twice (a second torch import).
+    if opts.nproc > 1:
+        status = preflight(args, name, opts.nproc, tree)
+        if status is not None:
+            return status
     # Selecting "the best available" probes every backend, which imports torch (seconds); the
     # child selects for itself, so the parent only validates an explicit choice.
     backend_name: str | None = None
