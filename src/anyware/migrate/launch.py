@@ -228,7 +228,7 @@ def preflight(
                 assert spec is not None
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[modname] = module  # dataclasses and pickle look the module up
-                spec.loader.exec_module(module)
+                loader.exec_module(module)
             hook = getattr(module, PREFLIGHT_HOOK, None)
             if not callable(hook):
                 raise LaunchError(
