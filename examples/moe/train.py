@@ -7,18 +7,24 @@ does; ``anyware run`` makes it run unchanged on whatever device is present::
     anyware run --nproc 2 --profile runs/prof examples/moe/train.py --steps 20
     anyware run --trace runs/fp32 examples/moe/train.py --steps 1
     anyware run --nproc 2 examples/moe/train.py --fp8 rowwise --steps 300 --out fp8.json
+    anyware run examples/moe/train.py --steps 600 --save fp32.pt          # train, keep weights
+    anyware run examples/moe/train.py --init-from fp32.pt --lr 1e-3 --steps 200 --fp8 rowwise
 
-Launched without ``torchrun`` (no ``WORLD_SIZE``) it trains in one process.
+Launched without ``torchrun`` (no ``WORLD_SIZE``) it trains in one process. ``anyware run
+--nproc N`` calls :func:`anyware_preflight` before it starts any rank, so a shape that cannot be
+sharded over N ranks is one error in the launcher, not N tracebacks.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import math
 import os
 import time
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -28,7 +34,7 @@ from anyware.models.data import VOCAB_SIZE, batches, encode, make_text
 from anyware.models.moe import MoEConfig, convert_experts_to_fp8
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=16, help="global batch, split over ranks")
@@ -70,9 +76,26 @@ def parse_args() -> argparse.Namespace:
         metavar="N",
         help="time the token all-to-all against the shared-expert compute over the last N steps",
     )
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="CKPT",
+        help="start from these weights (a --save file of the same shape) instead of --seed's",
+    )
+    p.add_argument(
+        "--save",
+        default=None,
+        metavar="CKPT",
+        help="save the trained weights (one file, unsharded)",
+    )
+    p.add_argument(
+        "--perturb-ulp",
+        action="store_true",
+        help="move one initial weight by one ulp (a control for the noise of a comparison)",
+    )
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--out", default=None, help="write per-step losses and expert loads as JSON")
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
 def make_config(args: argparse.Namespace) -> MoEConfig:
@@ -94,6 +117,65 @@ def make_config(args: argparse.Namespace) -> MoEConfig:
         sparse_attention_topk=args.sparse_attention,
         **balance,
     )
+
+
+def check_run(args: argparse.Namespace, world: int) -> MoEConfig:
+    """The configuration, or a ``ValueError`` naming the numbers that cannot be run on ``world``
+    ranks (experts not divisible by the ranks, top-k above the experts, an unsplittable batch)."""
+    cfg = make_config(args)
+    moe_parallel.check_shardable(cfg, world)
+    if args.batch_size % world:
+        raise ValueError(
+            f"--batch-size {args.batch_size} is not divisible by the {world} ranks: choose a "
+            f"multiple of {world}"
+        )
+    if args.init_from is not None and not Path(args.init_from).is_file():
+        raise ValueError(f"--init-from {args.init_from}: no such file (write one with --save)")
+    return cfg
+
+
+def anyware_preflight(argv: list[str], world_size: int) -> None:
+    """Called by ``anyware run --nproc N`` before any rank starts: raises ``ValueError`` for a
+    run that cannot work on ``world_size`` ranks. Arguments argparse rejects are left to the
+    ranks (they print the usage as usual)."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            args = parse_args(argv)
+    except SystemExit:
+        return
+    check_run(args, world_size)
+
+
+def load_weights(model: torch.nn.Module, path: str, cfg: MoEConfig, rank: int, world: int) -> None:
+    """Load a ``--save`` file; under expert parallelism each rank keeps its own experts."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    per = cfg.n_routed_experts // world
+    for name, value in state.items():
+        if moe_parallel.is_expert_param(name):
+            state[name] = value[rank * per : (rank + 1) * per]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
+        raise SystemExit(
+            f"--init-from {path}: it does not fit this model ({first}); pass the shape options "
+            "it was saved with"
+        ) from None
+
+
+def save_weights(model: torch.nn.Module, path: str, rank: int, world: int) -> None:
+    """Write the unsharded weights (every rank's experts gathered), without FP8 state, atomically."""
+    state = {k: v for k, v in model.state_dict().items() if "amax_history" not in k}
+    if world > 1:
+        for name, value in state.items():
+            if moe_parallel.is_expert_param(name):
+                parts = [torch.empty_like(value) for _ in range(world)]
+                dist.all_gather(parts, value.contiguous())
+                state[name] = torch.cat(parts)
+    if rank == 0:
+        tmp = f"{path}.tmp"
+        torch.save({k: v.cpu() for k, v in state.items()}, tmp)
+        os.replace(tmp, path)
 
 
 def lr_factor(step: int, warmup: int, steps: int, schedule: str, floor: float = 0.0) -> float:
@@ -142,13 +224,11 @@ def main() -> None:
     world = int(os.environ.get("WORLD_SIZE", 1))
     # Check the shapes before joining the process group: a configuration that cannot be
     # sharded fails on every rank with the numbers named, before any collective starts.
+    # (``anyware run --nproc`` already ran the same check in :func:`anyware_preflight`.)
     try:
-        cfg = make_config(args)
-        moe_parallel.check_shardable(cfg, world)
+        cfg = check_run(args, world)
     except ValueError as e:
         raise SystemExit(f"examples/moe/train.py: {e}") from None
-    if args.batch_size % world:
-        raise SystemExit(f"--batch-size {args.batch_size} must be divisible by the {world} ranks")
     if distributed:
         dist.init_process_group(backend="nccl")
         rank, world = dist.get_rank(), dist.get_world_size()
@@ -159,6 +239,12 @@ def main() -> None:
     device = torch.device("cuda", local_rank)
 
     model = moe_parallel.build(cfg, seed=args.seed).cuda()
+    if args.init_from:
+        load_weights(model, args.init_from, cfg, rank, world)
+    if args.perturb_ulp:
+        with torch.no_grad():
+            w = model.layers[0].attn.wqkv.weight
+            w[0, 0] = torch.nextafter(w[0, 0], torch.tensor(math.inf, device=w.device))
     if args.fp8:
         from anyware.formats import convert_to_fp8_training
 
@@ -218,8 +304,10 @@ def main() -> None:
     torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     eval_loss = evaluate(model, cfg, args.eval_batches, args.batch_size, rank, world, device)
+    if args.save:
+        save_weights(model, args.save, rank, world)
     if rank == 0:
-        print(f"held-out loss over {args.eval_batches} batches: {eval_loss:.4f}", flush=True)
+        print(f"held-out loss over {args.eval_batches} batches: {eval_loss:.5f}", flush=True)
         if overlap is not None:
             print(
                 f"token all-to-all over the last {args.steps - measure_from} step(s): "
@@ -228,25 +316,25 @@ def main() -> None:
                 f"{overlap['exposed_wait_ms']:.1f} ms waited after them",
                 flush=True,
             )
-    if rank == 0:
+    if rank == 0 and history["loss"]:
         tokens = args.steps * args.batch_size * cfg.seq_len
         print(
             f"done: {args.steps} steps on {world} rank(s), loss {history['loss'][0]:.3f} -> "
             f"{history['loss'][-1]:.3f} (uniform {math.log(VOCAB_SIZE):.3f}), "
             f"{tokens / seconds:,.0f} tokens/s, {cfg.flops_per_token() * tokens / seconds / 1e9:.2f} GFLOP/s"
         )
-        if args.out:
-            with open(args.out, "w", encoding="utf-8") as f:
-                json.dump(
-                    {
-                        "world": world,
-                        "fp8": args.fp8,
-                        "eval_loss": eval_loss,
-                        "overlap": overlap,
-                        **history,
-                    },
-                    f,
-                )
+    if rank == 0 and args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump(
+                {
+                    "world": world,
+                    "fp8": args.fp8,
+                    "eval_loss": eval_loss,
+                    "overlap": overlap,
+                    **history,
+                },
+                f,
+            )
     if distributed:
         dist.destroy_process_group()
 
