@@ -89,7 +89,9 @@ MONITOR_TOKEN = _declare(
 PROFILE_DIR = _declare("ANYWARE_PROFILE_DIR", "write torch.profiler traces into this directory")
 PROFILE_STEPS = _declare("ANYWARE_PROFILE_STEPS", "steps to profile, 'A:B'")
 PROFILE_RECORD = _declare(
-    "ANYWARE_PROFILE_RECORD", "profiler extras, comma-separated: shapes, stack, memory", "memory"
+    "ANYWARE_PROFILE_RECORD",
+    "profiler extras, comma-separated: shapes, stack, memory, threads "
+    "(unset: threads in a distributed job, memory otherwise)",
 )
 
 

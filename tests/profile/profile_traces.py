@@ -62,3 +62,28 @@ def host_trace(rank: int = 0) -> TraceBuilder:
     b.op("aten::relu", 60, 10)
     b.op("gloo:all_reduce", 40, 40, tid=2)
     return b
+
+
+def async_comm_trace(rank: int = 0) -> TraceBuilder:
+    """One CPU-only step, window 0-100 (µs), with anyware.comm's spans.
+
+    Main thread 1: aten::mm [10,40]; moe.all_to_all_wait [40,62] ⊃ aten::view_as [60.5,61.5];
+    anyware.comm:allreduce (sync) [70,80] ⊃ aten::copy_ [72,74]. Worker thread 2:
+    anyware.comm:alltoall async [20,60] ⊃ aten::copy_ [25,30].
+
+    The copies inside collectives are communication, the wait (and what runs in it) is other.
+    Compute [10,40] = 30; comm outside compute [40,60]∪[70,80] = 30; other: the wait after the
+    exchange ended, [60,62] = 2; memory 0; idle 100 − 62 = 38. Overlap: comm ∪ = [20,60]∪[70,80]
+    = 50, of which [20,40] = 20 ran beside compute: 40%. Per name: the async all-to-all 20 of
+    40 = 50%, the sync all-reduce 0%. Counting the wait as compute would make it 80%.
+    """
+    b = TraceBuilder(rank=rank)
+    b.step(0, 0, 100)
+    b.op("aten::mm", 10, 30)
+    b.annotation("moe.all_to_all_wait", 40, 22)
+    b.op("aten::view_as", 60.5, 1)
+    b.annotation("anyware.comm:allreduce", 70, 10)
+    b.op("aten::copy_", 72, 2)
+    b.annotation("anyware.comm:alltoall async", 20, 40, tid=2)
+    b.op("aten::copy_", 25, 5, tid=2)
+    return b

@@ -156,7 +156,9 @@ def test_config_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     cfg = CaptureConfig.from_env()
     assert cfg is not None and cfg.record == {Record.SHAPES, Record.STACK} and cfg.steps.start == 2
     monkeypatch.setenv("ANYWARE_PROFILE_RECORD", "shape")
-    with pytest.raises(ValueError, match="unknown 'shape'; choose from shapes, stack, memory"):
+    with pytest.raises(
+        ValueError, match="unknown 'shape'; choose from shapes, stack, memory, threads"
+    ):
         CaptureConfig.from_env()
 
 

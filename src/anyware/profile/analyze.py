@@ -21,7 +21,14 @@ from anyware.profile import intervals as iv
 from anyware.profile.classify import Bucket, host_bucket
 from anyware.profile.collect import RankTrace
 from anyware.profile.hostwalk import walk
-from anyware.profile.model import Breakdown, LaunchStats, OpStat, RankReport, StepBreakdown
+from anyware.profile.model import (
+    Breakdown,
+    CommStat,
+    LaunchStats,
+    OpStat,
+    RankReport,
+    StepBreakdown,
+)
 
 Arr = np.ndarray[Any, Any]
 
@@ -54,6 +61,52 @@ def _overlap_pct(s: Arr, e: Arr, b: Arr) -> float | None:
     if total <= 0:
         return None
     return 100.0 * iv.overlap(s[comm], e[comm], s[comp], e[comp]) / total
+
+
+def _inherit(rt: RankTrace, op_b: Arr, seg_s: Arr, seg_tid: Arr, seg_b: Arr) -> Arr:
+    """Self intervals inside a communication (or wait) span on the same thread take the
+    span's bucket: the copies a collective makes (``aten::copy_`` under
+    ``anyware.comm:all_to_all``) are the collective's time, not memory copies or compute.
+    Communication is applied last, so it wins where both enclose."""
+    out = seg_b.copy()
+    ts = rt.host.np("ts")
+    te = ts + np.maximum(rt.host.np("dur"), 0.0)
+    tid = rt.host.np("tid")
+    for bucket in (Bucket.OTHER, Bucket.COMM):
+        sel = op_b == bucket
+        if not sel.any():
+            continue
+        for t in np.unique(tid[sel]).tolist():
+            mine = sel & (tid == t)
+            us, ue = iv.union(ts[mine], te[mine])
+            on = np.flatnonzero(seg_tid == t)
+            k = np.searchsorted(us, seg_s[on], side="right") - 1
+            inside = (k >= 0) & (seg_s[on] < ue[np.clip(k, 0, None)])
+            out[on[inside]] = bucket
+    return out
+
+
+def _comm_ops(
+    names: list[str], name_ids: Arr, s: Arr, e: Arr, comm: Arr, comp_s: Arr, comp_e: Arr
+) -> list[CommStat]:
+    """Per communication name: calls, summed duration, and the share of its time that some
+    compute interval (on any thread or stream) overlapped."""
+    out = []
+    ids = name_ids[comm]
+    cs, ce = s[comm], e[comm]
+    for nid in np.unique(ids).tolist():
+        sel = ids == nid
+        total = iv.covered(cs[sel], ce[sel])
+        over = iv.overlap(cs[sel], ce[sel], comp_s, comp_e) if total > 0 else 0.0
+        out.append(
+            CommStat(
+                name=names[nid],
+                count=int(sel.sum()),
+                total_us=float((ce[sel] - cs[sel]).sum()),
+                overlap_pct=100.0 * over / total if total > 0 else None,
+            )
+        )
+    return sorted(out, key=lambda c: -c.total_us)
 
 
 def _step_index(points: Arr, steps: list[tuple[int, float, float]]) -> Arr:
@@ -156,6 +209,8 @@ def analyze_rank(rt: RankTrace, *, top: int = TOP) -> RankReport:
         )
         whole = _breakdown(s, e, b, float(e.max() - s.min()))
         overlap = _overlap_pct(s, e, b)
+        comp = b == Bucket.COMPUTE
+        comm_ops = _comm_ops(names, rt.device.np("name"), s, e, b == Bucket.COMM, s[comp], e[comp])
         launch_ts, _ = _launch_times(rt)
         anchor = np.where(np.isnan(launch_ts), s, launch_ts)
         step_of = _step_index(anchor, steps)
@@ -203,8 +258,22 @@ def analyze_rank(rt: RankTrace, *, top: int = TOP) -> RankReport:
         name_bucket = np.array([int(host_bucket(nm)) for nm in names] or [0], dtype=np.int8)
         seg_b = name_bucket[host_name[hw.seg_op]] if hw.seg_op.size else np.zeros(0, np.int8)
         s, e = hw.seg_start, hw.seg_end
+        if hw.seg_op.size:
+            seg_b = _inherit(rt, name_bucket[host_name], s, rt.host.np("tid")[hw.seg_op], seg_b)
         whole, step_reports = _host_breakdowns(s, e, seg_b, steps)
         overlap = _overlap_pct(s, e, seg_b)
+        op_b = name_bucket[host_name] if host_name.size else np.zeros(0, np.int8)
+        hs = rt.host.np("ts")
+        comp = seg_b == Bucket.COMPUTE
+        comm_ops = _comm_ops(
+            names,
+            host_name,
+            hs,
+            hs + np.maximum(rt.host.np("dur"), 0.0),
+            op_b == Bucket.COMM,
+            s[comp],
+            e[comp],
+        )
         launch = None
         top_kernels, kernel_totals = [], {}
         if not len(rt.host):
@@ -238,6 +307,7 @@ def analyze_rank(rt: RankTrace, *, top: int = TOP) -> RankReport:
         world_size=rt.world_size,
         run_id=rt.run_id,
         window_us=_window(rt),
+        comm_ops=comm_ops,
     )
 
 

@@ -36,6 +36,8 @@ class Record(StrEnum):
     SHAPES = "shapes"
     STACK = "stack"
     MEMORY = "memory"
+    THREADS = "threads"
+    """Every thread's spans (:func:`all_threads_config`); torch then records no memory events."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,20 +96,41 @@ class CaptureConfig:
         if out is None:
             return None
         steps = StepRange.parse(_env.PROFILE_STEPS.get() or DEFAULT_STEPS)
-        raw = _env.PROFILE_RECORD.get() or ""
-        record = set()
-        for item in filter(None, (x.strip() for x in raw.split(","))):
-            try:
-                record.add(Record(item))
-            except ValueError:
-                raise ValueError(
-                    f"ANYWARE_PROFILE_RECORD: unknown {item!r}; choose from {', '.join(r.value for r in Record)}"
-                ) from None
-        return cls(
-            out=Path(out),
-            steps=steps,
-            record=frozenset(record) if raw else frozenset({Record.MEMORY}),
+        raw = _env.PROFILE_RECORD.get()
+        return cls(out=Path(out), steps=steps, record=parse_record(raw))
+
+
+def parse_record(raw: str | None) -> frozenset[Record]:
+    """``ANYWARE_PROFILE_RECORD``'s extras. Unset: ``threads`` in a distributed job (its
+    profile is about communication, and anyware.comm's asynchronous collectives run on a worker
+    thread), ``memory`` otherwise. torch 2.13 records no memory events while it profiles all
+    threads, so the two cannot be asked for together."""
+    if raw is None:
+        distributed = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+        if distributed and all_threads_config() is not None:
+            return frozenset({Record.THREADS})
+        return frozenset({Record.MEMORY})
+    record = set()
+    for item in filter(None, (x.strip() for x in raw.split(","))):
+        try:
+            record.add(Record(item))
+        except ValueError:
+            raise ValueError(
+                f"ANYWARE_PROFILE_RECORD: unknown {item!r}; choose from {', '.join(r.value for r in Record)}"
+            ) from None
+    if {Record.MEMORY, Record.THREADS} <= record:
+        raise ValueError(
+            "ANYWARE_PROFILE_RECORD: 'memory' and 'threads' cannot be combined (torch records "
+            "no memory events while it profiles every thread); choose one"
         )
+    if Record.THREADS in record and all_threads_config() is None:
+        import torch
+
+        raise ValueError(
+            f"ANYWARE_PROFILE_RECORD: 'threads' needs a torch profiler with profile_all_threads "
+            f"(torch 2.13 has it), and torch {torch.__version__} has none; leave it out"
+        )
+    return frozenset(record)
 
 
 def activities_for(device_type: str) -> list[Any]:
@@ -121,6 +144,24 @@ def activities_for(device_type: str) -> list[Any]:
     if extra is not None and hasattr(ProfilerActivity, extra):
         acts.append(getattr(ProfilerActivity, extra))
     return acts
+
+
+def all_threads_config() -> Any:
+    """An experimental config that records every thread's ``record_function`` spans, or
+    ``None`` where the installed torch has no such option.
+
+    torch.profiler records only the threads that had the profiler enabled on them; work run
+    on a helper thread (``anyware.comm``'s ``async_op=True`` collectives run on its
+    "anyware-comm" worker) is otherwise invisible, and a profile shows no communication and no
+    overlap. torch 2.13 has ``_ExperimentalConfig(profile_all_threads=True)``; older versions
+    reject the keyword and keep their default.
+    """
+    try:
+        from torch._C._profiler import _ExperimentalConfig
+
+        return _ExperimentalConfig(profile_all_threads=True)
+    except (ImportError, TypeError):
+        return None
 
 
 def _rank() -> tuple[int, int]:
@@ -164,6 +205,7 @@ class Capture:
             with_stack=Record.STACK in config.record,
             with_modules=Record.STACK in config.record,
             profile_memory=Record.MEMORY in config.record,
+            experimental_config=(all_threads_config() if Record.THREADS in config.record else None),
         )
         self.profiler.start()
         self.steps_seen = 0

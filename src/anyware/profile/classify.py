@@ -15,6 +15,14 @@ Holistic Trace Analysis does, so that the two tools' breakdowns agree on the sam
 Host operators (CPU-only traces, where the host threads are "the device") use the op name:
 collectives (``gloo:all_reduce``, ``c10d::allreduce_``, ``record_param_comms``, ...) are
 communication, ``aten::copy_``/``aten::_to_copy`` are memory copies, the rest is compute.
+Two kinds of ``record_function`` span also count (:func:`host_span_bucket`):
+
+* ``anyware.comm:<op>``, the span :mod:`anyware.comm` puts around each collective it runs
+  while a profiler is on, on the caller's thread or on its "anyware-comm" worker thread for
+  ``async_op=True`` calls: communication, including the copies inside it;
+* a span whose name ends in ``wait`` (``moe.all_to_all_wait``): the thread blocked until a
+  collective finished. It is "other (sync)", not compute, so the overlap of communication with
+  compute is not inflated by time spent waiting for it.
 """
 
 from __future__ import annotations
@@ -28,11 +36,12 @@ _MEMORY_DEVICE = re.compile(r"^(Memcpy|Memset|dma)")
 _OTHER_DEVICE = re.compile(r".*Memcpy|.*Sync")
 _COMM_HOST = re.compile(
     r"^(gloo|nccl|hccl|cncl|xccl|mpi|ucc):|^c10d::|^c10d_functional::|^_c10d_functional::"
-    r"|record_param_comms|^(all_?reduce|all_?gather|reduce_?scatter|broadcast|all_to_all|alltoall"
+    r"|record_param_comms|^anyware\.comm:|^(all_?reduce|all_?gather|reduce_?scatter|broadcast|all_to_all|alltoall"
     r"|barrier|send|recv)\b",
     re.IGNORECASE,
 )
 _MEMORY_HOST = frozenset({"aten::copy_", "aten::_to_copy", "aten::to", "aten::_copy_from"})
+_WAIT_HOST = re.compile(r"wait$", re.IGNORECASE)
 
 
 class Bucket(IntEnum):
@@ -76,7 +85,20 @@ def host_bucket(name: str) -> Bucket:
         return Bucket.COMM
     if name in _MEMORY_HOST:
         return Bucket.MEMORY
+    if _WAIT_HOST.search(name):
+        return Bucket.OTHER
     return Bucket.COMPUTE
+
+
+def host_span_bucket(name: str) -> Bucket | None:
+    """The bucket of a ``record_function`` span (``user_annotation``) that the breakdown
+    counts: communication spans and waits; ``None`` for the rest (the user's own labels
+    around compute, whose operators are counted already)."""
+    if _COMM_HOST.search(name):
+        return Bucket.COMM
+    if _WAIT_HOST.search(name):
+        return Bucket.OTHER
+    return None
 
 
 def is_nccl(name: str) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from anyware.profile.classify import Bucket, device_bucket
+from anyware.profile.classify import Bucket, device_bucket, host_span_bucket
 from anyware.profile.reader import TraceReader
 
 _RANK_IN_NAME = re.compile(r"rank[_-]?(\d+)", re.IGNORECASE)
@@ -121,6 +121,7 @@ def collect(path: Path, *, order: int = 0) -> RankTrace:
     ids: dict[str, int] = {}
     names = rt.names
     bucket_of: dict[int, int] = {}
+    span_kept: dict[str, bool] = {}
 
     def intern(n: str) -> int:
         i = ids.get(n)
@@ -159,6 +160,17 @@ def collect(path: Path, *, order: int = 0) -> RankTrace:
                 m = _STEP.match(name)
                 if m:
                     rt.steps.append((int(m.group(1)), float(ts), float(dur)))
+                elif cat == "user_annotation":
+                    keep = span_kept.get(name)
+                    if keep is None:
+                        keep = span_kept[name] = host_span_bucket(name) is not None
+                    if keep:  # a collective's or a wait's span: one more host "operator"
+                        host.ts.append(ts)
+                        host.dur.append(dur)
+                        host.name.append(intern(name))
+                        host.tid.append(_int(ev.get("tid")))
+                        host.key.append(_int(args.get("External id")))
+                        host.ext.append(0)
             elif cat == "python_function":
                 py.ts.append(ts)
                 py.dur.append(dur)

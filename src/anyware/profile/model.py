@@ -94,6 +94,26 @@ class OpStat:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CommStat:
+    """One communication op or kernel name: how long it ran and how much of that compute hid."""
+
+    name: str
+    count: int
+    total_us: float
+    """Summed durations (whole spans, not self time: a collective's copies are its time)."""
+    overlap_pct: float | None
+    """Share of the union of its intervals during which compute also ran (any thread/stream)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "count": self.count,
+            "total_us": _r(self.total_us),
+            "overlap_pct": _r(self.overlap_pct, 2),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LaunchStats:
     launches: int
     launches_per_s: float
@@ -139,6 +159,8 @@ class RankReport:
     world_size: int | None = None
     run_id: str | None = None
     window_us: tuple[float, float] | None = None
+    comm_ops: list[CommStat] = field(default_factory=list)
+    """Per communication name, longest first (async ``anyware.comm`` spans apart)."""
 
     @property
     def busy_us(self) -> float:
@@ -162,6 +184,7 @@ class RankReport:
             "mean_step_us": _r(self.mean_step_us),
             "top_ops": [o.to_json() for o in self.top_ops],
             "top_kernels": [o.to_json() for o in self.top_kernels],
+            "comm_ops": [c.to_json() for c in self.comm_ops],
             "launch": None if self.launch is None else self.launch.to_json(),
             "memory": self.memory,
             "problems": self.problems,

@@ -62,6 +62,12 @@ class TraceBuilder:
         self.events.append(_x("cpu_op", name, ts, dur, HOST_PID, tid, {"External id": ext}))
         return ext
 
+    def annotation(self, name: str, ts: float, dur: float, *, tid: int = HOST_TID) -> None:
+        """A ``record_function`` span (``anyware.comm:<op>``, ``moe.all_to_all_wait``)."""
+        self.events.append(
+            _x("user_annotation", name, ts, dur, HOST_PID, tid, {"External id": self._id()})
+        )
+
     def python(self, name: str, ts: float, dur: float, *, tid: int = HOST_TID) -> None:
         self.events.append(_x("python_function", name, ts, dur, HOST_PID, tid, {}))
 
