@@ -68,6 +68,51 @@ def test_grouped_fp8_is_close_to_fp32_with_per_expert_scales(recipe: str) -> Non
     assert sqnr_db(exact, y) > 25.0
 
 
+def _grads(
+    recipe: str, x: torch.Tensor, w: torch.Tensor, sizes: list[int], g: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    x, w = x.clone().requires_grad_(), w.clone().requires_grad_()
+    y = Fp8GroupedMatmul(Fp8TrainingConfig(recipe=recipe), len(sizes))(x, w, torch.tensor(sizes))
+    y.backward(g)
+    assert x.grad is not None and w.grad is not None
+    return y.detach(), x.grad, w.grad
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_no_scale_block_straddles_two_experts(recipe: str) -> None:
+    # 200 + 200 tokens (not multiples of 128 or 32): a block running on from expert 0 into
+    # expert 1 would carry expert 0's 1e4× outliers into expert 1's scales
+    torch.manual_seed(1)
+    x, w, g = torch.randn(400, 64), torch.randn(2, 64, 48), torch.randn(400, 48)
+    calm = _grads(recipe, x, w, [200, 200], g)
+    x2, g2 = x.clone(), g.clone()
+    x2[:200] *= 1e4
+    g2[:200] *= 1e4
+    loud = _grads(recipe, x2, w, [200, 200], g2)
+    for a, b in zip(calm, loud, strict=True):
+        assert torch.equal(a[200:] if a.dim() == 2 else a[1], b[200:] if b.dim() == 2 else b[1])
+
+
+def test_blockwise_wgrad_tiles_run_along_each_experts_tokens() -> None:
+    # deepseek-blockwise's wgrad reduces over tokens, so its 1×128 tiles run along them: one
+    # expert's 256 tokens are two independent tiles, and the weight gradient is the sum of the
+    # two halves computed as separate experts. Tiles along channels (the forward's layout)
+    # would let the loud token 0 set the scale of its whole row.
+    torch.manual_seed(2)
+    x, g = torch.randn(256, 64), torch.randn(256, 48)
+    x[0] *= 300.0
+    g[0] *= 300.0
+    w = torch.randn(1, 64, 48)
+    _, _, dw = _grads("deepseek-blockwise", x, w, [256], g)
+    _, _, halves = _grads("deepseek-blockwise", x, w.expand(2, -1, -1), [128, 128], g)
+    assert_close(dw[0], halves.sum(0), dtype=torch.float32)
+    # rowwise has one scale per row over all 256 tokens: the same split changes its result,
+    # so the equality above is a real test of the layout
+    _, _, row = _grads("rowwise", x, w, [256], g)
+    _, _, row_halves = _grads("rowwise", x, w.expand(2, -1, -1), [128, 128], g)
+    assert (row[0] - row_halves.sum(0)).abs().max() > 0.01 * row_halves[1].abs().max()
+
+
 def test_grouped_fp8_rejects_bad_groups() -> None:
     mod = Fp8GroupedMatmul(Fp8TrainingConfig(recipe="rowwise"), 2)
     with pytest.raises(ValueError, match="sum to x's 5 rows"):
