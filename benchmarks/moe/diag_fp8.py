@@ -152,7 +152,9 @@ def load(ckpt: str, cfg: MoEConfig) -> MoETransformer:
     return model
 
 
-def grads(model: nn.Module, data: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def grads(
+    model: nn.Module, data: list[tuple[torch.Tensor, torch.Tensor]]
+) -> dict[str, torch.Tensor]:
     model.zero_grad(set_to_none=True)
     for x, y in data:
         _, loss = model(x, y)
@@ -183,8 +185,8 @@ def main() -> None:
         vocab_size=VOCAB_SIZE, seq_len=64, d_model=64, n_heads=4, n_layers=3,
         n_routed_experts=8, top_k=2, d_expert=32, d_ff=128,
     )  # fmt: skip  # examples/moe/train.py's defaults
-    data = list(zip(range(args.batches), batches(encode(make_text(4000)), 16, 64, seed=123)))
-    pairs = [b for _, b in data]
+    stream = batches(encode(make_text(4000)), 16, 64, seed=123)
+    pairs = [next(stream) for _ in range(args.batches)]
     ref_model = load(args.ckpt, cfg)
     ref = grads(ref_model, pairs)
     ref_eval = held_out(ref_model, cfg, args.eval_batches)
