@@ -33,13 +33,16 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from anyware.models.data import VOCAB_SIZE, batches, encode, make_text
 from anyware.models.gpt import GPT, GPTConfig
+
+if TYPE_CHECKING:
+    from anyware.formats.ptq import PTQReport
 
 #: the held-out text's seed, shared by every run so all of them are scored on the same windows
 HELD_OUT_SEED = 1000
@@ -272,6 +275,8 @@ class _Opaque(nn.Module):
 
 #: PTQ rotation variants: none, QuaRot's fused rotation, the per-linear online fallback
 ROTATIONS = ("none", "quarot", "online")
+#: the same plus SpinQuant's learned stream rotation (needs ``calibration=``)
+ALL_ROTATIONS = (*ROTATIONS, "learned")
 
 
 def calibration_batches(setup: TrainSetup, n: int = 2) -> list[tuple[torch.Tensor]]:
@@ -283,18 +288,26 @@ def calibration_batches(setup: TrainSetup, n: int = 2) -> list[tuple[torch.Tenso
 def ptq_perplexity(
     model: nn.Module, held: list[Batch], preset: str, rotation: str, **options: Any
 ) -> float:
-    """Held-out perplexity of a copy of ``model`` under ``preset`` and a ``ROTATIONS`` variant
-    (``options``: more ``PTQConfig`` fields, e.g. ``act_clip``, ``calibration``)."""
+    """Held-out perplexity of a copy of ``model`` under ``preset`` and an ``ALL_ROTATIONS``
+    variant (``options``: more ``PTQConfig`` fields, e.g. ``act_clip``, ``calibration``)."""
+    return ptq_run(model, held, preset, rotation, **options)[0]
+
+
+def ptq_run(
+    model: nn.Module, held: list[Batch], preset: str, rotation: str, **options: Any
+) -> tuple[float, PTQReport]:
+    """``ptq_perplexity`` and the PTQ report (the learned rotation's losses are in it)."""
     from anyware.formats.ptq import quantize_model
 
-    if rotation not in ROTATIONS:
-        raise ValueError(f"rotation must be one of {ROTATIONS}, got {rotation!r}")
+    if rotation not in ALL_ROTATIONS:
+        raise ValueError(f"rotation must be one of {ALL_ROTATIONS}, got {rotation!r}")
     m: nn.Module = copy.deepcopy(model)
     if rotation == "online":
         m = _Opaque(m)
-    report = quantize_model(m, preset, rotate=rotation != "none", **options)
+    rotate: bool | str = "learned" if rotation == "learned" else rotation != "none"
+    report = quantize_model(m, preset, rotate=rotate, **options)
     assert report.rotation == rotation, (report.rotation, rotation)
-    return perplexity(m, held)
+    return perplexity(m, held), report
 
 
 def relative_gap(result: TrainResult, baseline: TrainResult) -> float:
