@@ -232,3 +232,19 @@ def test_cli_accepted_configuration_starts_every_rank(tmp_path: Path) -> None:
     ranks = markers(out, "rank")
     assert sorted(p.name.split("-")[0] for p in ranks) == ["rank0", "rank1"]
     assert all(p.read_text() == f"--experts 6 --markers {out}" for p in ranks)
+
+
+def test_a_script_without_a_py_suffix(tmp_path: Path) -> None:
+    script = write(
+        tmp_path,
+        "train",
+        """\
+        def anyware_preflight(argv, world_size):
+            raise ValueError(f"world {world_size} rejected")
+
+        if __name__ == "__main__":
+            pass
+        """,
+    )
+    with pytest.raises(LaunchError, match="world 2 rejected; no rank was started"):
+        preflight([str(script)], str(script), 2)

@@ -142,3 +142,18 @@ def test_profiled_async_anyware_comm_is_communication(tmp_path: Path) -> None:
     # Rank 0's exchange waits for the late rank 1 while rank 0 computes on its main thread.
     first = {c.name: c for c in report.rank(0).comm_ops}["anyware.comm:alltoall async"]
     assert first.overlap_pct is not None and first.overlap_pct > 0
+
+
+def test_summary_names_each_communication_and_its_overlap(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from anyware.cli.profile import render_summary
+
+    async_comm_trace().write(tmp_path / "rank0.pt.trace.json")
+    console = Console(record=True, width=200)
+    render_summary(analyze_path(tmp_path), console)
+    text = console.export_text()
+    assert (
+        "Communication: anyware.comm:alltoall async 1× 0.0 ms, 50% overlapped; "
+        "anyware.comm:allreduce 1× 0.0 ms, 0% overlapped"
+    ) in text

@@ -215,11 +215,33 @@ def render_summary(report: ProfileReport, console: Any, *, top: int = 8) -> None
             where or "—",
         )
     console.print(ops)
+    _print_comm(report, console)
     if report.problems:
         for p in report.problems[:4]:
             console.print(f"[yellow]! {p}")
         if len(report.problems) > 4:
             console.print(f"[yellow]! … and {len(report.problems) - 4} more (see --json)")
+
+
+def _print_comm(report: ProfileReport, console: Any, top: int = 4) -> None:
+    """Communication names over all ranks, longest first: time, and how much compute hid."""
+    from anyware.profile.classify import short_name
+
+    merged: dict[str, list[float]] = {}
+    for r in report.ranks:
+        for c in r.comm_ops:
+            m = merged.setdefault(c.name, [0, 0.0, 0.0])
+            m[0] += c.count
+            m[1] += c.total_us
+            m[2] += c.total_us * (c.overlap_pct or 0.0) / 100.0
+    if not merged:
+        return
+    rows = sorted(merged.items(), key=lambda kv: -kv[1][1])[:top]
+    text = "; ".join(
+        f"{short_name(n, 32)} {int(k)}× {t / 1e3:.1f} ms, {100 * o / t if t else 0:.0f}% overlapped"
+        for n, (k, t, o) in rows
+    )
+    console.print(f"[bold]Communication:[/] {text}")
 
 
 #: Ranks listed in the summary table; more would not fit one screen.
