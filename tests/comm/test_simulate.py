@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from anyware.comm.algorithms import Args, get
-from anyware.comm.simulate import REGISTRY, Topology, closed_form, simulate
+from anyware.comm.simulate import REGISTRY, Topology, closed_form, simulate, stats
 from anyware.comm.simulate.engine import Flows, Summary
 
 SIZES = 2.0 ** np.arange(3, 31, 3)
@@ -161,24 +162,52 @@ def test_call_overhead_is_paid_once_per_collective() -> None:
         Topology(ranks=4, call_overhead=-1e-6)
 
 
-def test_messages_past_the_cache_use_the_large_message_bandwidths() -> None:
-    """Above ``cache_bytes`` the simulator prices bytes with the large-message bandwidths;
-    at or below it nothing changes."""
-    small = Topology(ranks=4, intra_bw=20e9, intra_latency=3e-6, copy_bw=40e9)
+def test_working_sets_past_the_cache_use_the_large_message_bandwidths() -> None:
+    """The past-cache bandwidths weigh g = 1 / (1 + (cache / W)²) by the working set W =
+    factor × message: nothing far below the cache, all far past it, half at W = cache — and
+    Bruck (4.5× its message at 2 ranks) leaves the cache at a smaller message than the ring
+    (1×)."""
+    kw = {"ranks": 2, "intra_latency": 3e-6}
+    small = Topology(**kw, intra_bw=20e9, copy_bw=40e9)  # type: ignore[arg-type]
+    large = Topology(**kw, intra_bw=5e9, copy_bw=10e9)  # type: ignore[arg-type]
+    cache = float(4 << 20)
     both = Topology(
-        ranks=4,
+        **kw,  # type: ignore[arg-type]
         intra_bw=20e9,
-        intra_latency=3e-6,
         copy_bw=40e9,
-        cache_bytes=4 << 20,
+        cache_bytes=cache,
         intra_bw_large=5e9,
         copy_bw_large=10e9,
     )
-    large = Topology(ranks=4, intra_bw=5e9, intra_latency=3e-6, copy_bw=10e9)
-    sizes = np.array([1024.0, 4 << 20, 16 << 20, 1 << 30])
     for coll, algo in [("allreduce", "ring"), ("alltoall", "bruck"), ("broadcast", "chain")]:
+        factor = stats(both, coll, algo).working_set
+        far_below, far_past, at = cache / factor / 1000, cache / factor * 1000, cache / factor
+        sizes = np.array([far_below, far_past, at])
         got = simulate(both, coll, algo, sizes)
-        assert np.allclose(got[:2], simulate(small, coll, algo, sizes[:2])), (coll, algo)
-        assert np.allclose(got[2:], simulate(large, coll, algo, sizes[2:])), (coll, algo)
+        lo, hi = simulate(small, coll, algo, sizes), simulate(large, coll, algo, sizes)
+        np.testing.assert_allclose(got[0], lo[0], rtol=2e-6, err_msg=f"{coll}:{algo}")
+        np.testing.assert_allclose(got[1], hi[1], rtol=2e-6, err_msg=f"{coll}:{algo}")
+        np.testing.assert_allclose(got[2], (lo[2] + hi[2]) / 2, rtol=1e-12, err_msg=algo)
+    assert stats(both, "alltoall", "bruck").working_set == 4.5
+    assert stats(both, "allreduce", "ring").working_set == 1.0
     with pytest.raises(ValueError, match="copy_bw_large must be >= 0"):
         Topology(ranks=4, copy_bw_large=-1.0)
+
+
+def test_op_counts_are_the_schedules_and_priced_per_op() -> None:
+    """Copy ops and reducing receives come from the builders' schedules (Bruck at 2 ranks:
+    rotate, pack, unpack, inverse rotation = 6 copies on rank 1; pairwise: its own block), and
+    each adds its fixed cost to every size."""
+    topo = Topology(ranks=2, intra_bw=20e9, intra_latency=3e-6)
+    assert stats(topo, "alltoall", "bruck").copies == 6
+    assert stats(topo, "alltoall", "pairwise").copies == 1
+    assert stats(topo, "allreduce", "ring").reduces == 1
+    assert stats(Topology(ranks=8), "allreduce", "ring").reduces == 7
+    assert stats(Topology(ranks=8), "allreduce", "recursive_doubling").reduces == 3
+    priced = replace(topo, copy_op_cost=1e-6, reduce_op_cost=2e-6)
+    for coll, algo in REGISTRY:
+        st = stats(topo, coll, algo)
+        delta = simulate(priced, coll, algo, SIZES) - simulate(topo, coll, algo, SIZES)
+        np.testing.assert_allclose(delta, st.copies * 1e-6 + st.reduces * 2e-6, atol=1e-15)
+    with pytest.raises(ValueError, match="copy_op_cost must be >= 0"):
+        Topology(ranks=4, copy_op_cost=-1.0)

@@ -12,7 +12,17 @@ import pytest
 
 from anyware.comm.select import CostModel
 from anyware.comm.simulate import simulate
-from anyware.comm.simulate.fit import COLUMNS, Fitted, Measured, features, fit, nnls
+from anyware.comm.simulate.calibrate import SWEEP_COPIES, SWEEP_SIZES
+from anyware.comm.simulate.fit import (
+    CACHE_GRID,
+    COLUMNS,
+    CopySweep,
+    Fitted,
+    Measured,
+    features,
+    fit,
+    nnls,
+)
 
 SIZES = (8, 1 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20)
 CACHE = float(4 << 20)
@@ -25,8 +35,15 @@ TRUE = Fitted(
     gamma=1 / 20e9,
     gamma_large=1 / 6e9,
     cache_bytes=CACHE,
+    copy_op=6e-6,
+    reduce_op=30e-6,
 )
-CAL = (("allreduce", "ring"), ("alltoall", "pairwise"))
+CAL = (
+    ("allreduce", "ring"),
+    ("alltoall", "pairwise"),
+    ("reduce_scatter", "ring"),
+    ("allgather", "ring"),
+)
 HELD = (
     ("allreduce", "recursive_doubling"),
     ("allreduce", "halving_doubling"),
@@ -44,6 +61,17 @@ def _rows(model: Fitted, pairs: tuple[tuple[str, str], ...]) -> list[Measured]:
     ]
 
 
+def _sweeps(model: Fitted, fixed_cost: float = 7e-6) -> list[CopySweep]:
+    """The copy sweep ``model`` would measure, with its own per-run cost ``fixed_cost``."""
+    out = []
+    for k in SWEEP_COPIES:
+        for m in SWEEP_SIZES:
+            row = CopySweep(copies=k, bytes=m, seconds=1.0)
+            t = fixed_cost + float(row.features(model.cache_bytes) @ model.vector)
+            out.append(CopySweep(copies=k, bytes=m, seconds=t))
+    return out
+
+
 def test_prediction_is_linear_in_the_fitted_parameters() -> None:
     # The fit's premise: simulate(topology(params)) == features @ params, for every algorithm.
     for op, algo in CAL + HELD:
@@ -54,11 +82,54 @@ def test_prediction_is_linear_in_the_fitted_parameters() -> None:
 
 
 def test_fit_recovers_the_machine_and_predicts_held_out_algorithms() -> None:
-    got = fit(_rows(TRUE, CAL), ranks=2, cache_bytes=CACHE)
-    assert got.calibration == ("allreduce:ring", "alltoall:pairwise")
+    got = fit(_rows(TRUE, CAL), ranks=2, sweeps=_sweeps(TRUE), cache_bytes=CACHE)
+    assert got.calibration == (
+        "allgather:ring",
+        "allreduce:ring",
+        "alltoall:pairwise",
+        "reduce_scatter:ring",
+        "copy-sweep",
+    )
+    np.testing.assert_allclose(got.vector, TRUE.vector, rtol=1e-6)
     for op, algo in HELD:
         n = np.array(SIZES, dtype=np.float64)
         np.testing.assert_allclose(got.predict(op, algo, n), TRUE.predict(op, algo, n), rtol=1e-6)
+
+
+def test_without_the_copy_sweep_the_per_op_costs_are_not_identified() -> None:
+    """At 2 ranks the calibration collectives see o, α, copy op c and reduce op r only as
+    o+2α+r, o+α+c and o+α+r+2c: moving along (o, α, c, r) += t·(−3, 2, 1, −1) changes no
+    calibration row but changes Bruck (o+α+6c) and recursive doubling (o+α+r). This is why
+    the fit takes the copy sweep."""
+    t = 2e-6
+    other = Fitted(
+        **{  # type: ignore[arg-type]
+            **_kw(TRUE),
+            "call_overhead": TRUE.call_overhead - 3 * t,
+            "alpha": TRUE.alpha + 2 * t,
+            "copy_op": TRUE.copy_op + t,
+            "reduce_op": TRUE.reduce_op - t,
+        }
+    )
+    n = np.array(SIZES, dtype=np.float64)
+    for op, algo in CAL:
+        np.testing.assert_allclose(other.predict(op, algo, n), TRUE.predict(op, algo, n), rtol=1e-9)
+    bruck = other.predict("alltoall", "bruck", n[:1]) - TRUE.predict("alltoall", "bruck", n[:1])
+    assert bruck[0] == pytest.approx(5 * t, rel=1e-6)
+    rd = other.predict("allreduce", "recursive_doubling", n[:1])
+    assert rd[0] - TRUE.predict("allreduce", "recursive_doubling", n[:1])[0] == pytest.approx(
+        -2 * t
+    )
+    # With the sweep the fit tells the two machines apart.
+    got = fit(_rows(other, CAL), ranks=2, sweeps=_sweeps(other), cache_bytes=CACHE)
+    assert got.copy_op == pytest.approx(other.copy_op, rel=1e-6)
+
+
+def test_the_cache_size_is_chosen_on_the_calibration_rows() -> None:
+    assert CACHE in CACHE_GRID
+    got = fit(_rows(TRUE, CAL), ranks=2, sweeps=_sweeps(TRUE))
+    assert got.cache_bytes == CACHE
+    assert got.beta_large == pytest.approx(TRUE.beta_large, rel=1e-6)
 
 
 def test_fit_is_relative_so_small_messages_count() -> None:
@@ -78,7 +149,7 @@ def test_fit_is_relative_so_small_messages_count() -> None:
 
 def test_pinned_parameters_stay_and_the_rest_fit_around_them() -> None:
     pin = {"beta_large": TRUE.beta_large, "gamma_large": TRUE.gamma_large}
-    got = fit(_rows(TRUE, CAL), ranks=2, cache_bytes=CACHE, fixed=pin)
+    got = fit(_rows(TRUE, CAL), ranks=2, sweeps=_sweeps(TRUE), cache_bytes=CACHE, fixed=pin)
     assert got.beta_large == TRUE.beta_large and got.gamma_large == TRUE.gamma_large
     assert got.alpha == pytest.approx(TRUE.alpha, rel=1e-6)
     with pytest.raises(ValueError, match="cannot fix"):
@@ -124,9 +195,15 @@ def _kw(f: Fitted) -> dict[str, object]:
 
 
 def test_fitted_topology_is_the_alpha_beta_model_by_hand() -> None:
-    # 2-rank ring allreduce of 8 B: o + 2 rounds of (α + 4 B·β) + γ·(its local bytes); the fit
+    # 2-rank ring allreduce of 8 B: o + 2 rounds of (α + 4 B·β) + γ·(its local bytes) + one
+    # reduce op (8 B is far inside the cache: the past-cache terms weigh ~1e-12); the fit
     # adds no term to the simulator, it only chooses the machine.
-    local = float(features(2, "allreduce", "ring", np.array([8.0]), CACHE)[0, 4])
-    expected = TRUE.call_overhead + 2 * (TRUE.alpha + 4 * TRUE.beta) + local * TRUE.gamma
+    local = float(features(2, "allreduce", "ring", np.array([8.0]), CACHE)[0, 6])
+    expected = (
+        TRUE.call_overhead
+        + 2 * (TRUE.alpha + 4 * TRUE.beta)
+        + local * TRUE.gamma
+        + TRUE.reduce_op  # its one reducing receive
+    )
     got = simulate(TRUE.topology(), "allreduce", "ring", np.array([8.0]))[0]
     assert got == pytest.approx(expected, rel=1e-12)

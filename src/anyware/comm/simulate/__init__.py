@@ -12,10 +12,20 @@ from dataclasses import replace
 import numpy as np
 
 from anyware.comm.simulate.engine import BUSBW, evaluate
+from anyware.comm.simulate.ops import OpStats, op_stats
 from anyware.comm.simulate.rounds import REGISTRY
 from anyware.comm.simulate.topology import Topology
 
-__all__ = ["BUSBW", "REGISTRY", "Topology", "algorithms", "closed_form", "simulate"]
+__all__ = [
+    "BUSBW",
+    "REGISTRY",
+    "Topology",
+    "algorithms",
+    "cache_weight",
+    "closed_form",
+    "simulate",
+    "stats",
+]
 
 
 def algorithms(collective: str) -> list[str]:
@@ -30,14 +40,11 @@ def simulate(topo: Topology, collective: str, algo: str, sizes: np.ndarray) -> n
         known = ", ".join(f"{c}:{a}" for c, a in REGISTRY)
         raise ValueError(f"no simulation for {collective}:{algo}; known: {known}")
     sizes = np.asarray(sizes, dtype=np.float64)
-    if topo.cache_bytes > 0 and bool((sizes > topo.cache_bytes).any()):
-        big = sizes > topo.cache_bytes
-        out = np.empty_like(sizes)
-        out[big] = simulate(topo.large(), collective, algo, sizes[big])
-        if not big.all():
-            small = replace(topo, cache_bytes=0.0)
-            out[~big] = simulate(small, collective, algo, sizes[~big])
-        return out
+    if topo.cache_bytes > 0:
+        g = cache_weight(topo, collective, algo, sizes)
+        small = simulate(replace(topo, cache_bytes=0.0), collective, algo, sizes)
+        large = simulate(topo.large(), collective, algo, sizes)
+        return (1 - g) * small + g * large  # per-call and per-op terms are in both alike
     chunked = collective in ("allreduce", "broadcast", "reduce") and algo in (
         "double_binary_tree",
         "chain",
@@ -48,7 +55,23 @@ def simulate(topo: Topology, collective: str, algo: str, sizes: np.ndarray) -> n
         t = np.array([evaluate(topo, fn(topo, float(n)), np.array([n]))[0] for n in sizes])
     if topo.copy_bw > 0:
         t = t + local_bytes(topo, collective, algo, sizes) / topo.copy_bw
+    if topo.copy_op_cost > 0 or topo.reduce_op_cost > 0:
+        st = stats(topo, collective, algo)
+        t = t + st.copies * topo.copy_op_cost + st.reduces * topo.reduce_op_cost
     return t + topo.call_overhead
+
+
+def stats(topo: Topology, collective: str, algo: str) -> OpStats:
+    """Copy ops, reducing receives and working set of ``collective:algo`` on ``topo``."""
+    return op_stats(collective, algo, topo.ranks, topo.local if topo.hosts > 1 else 0)
+
+
+def cache_weight(topo: Topology, collective: str, algo: str, sizes: np.ndarray) -> np.ndarray:
+    """How far past the caches each size's working set is: 0 (in cache) … 1 (far past), see
+    :attr:`Topology.cache_bytes`."""
+    w = stats(topo, collective, algo).working_set * np.asarray(sizes, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(w > 0, 1 / (1 + (topo.cache_bytes / np.maximum(w, 1e-300)) ** 2), 0.0)
 
 
 def local_bytes(topo: Topology, collective: str, algo: str, sizes: np.ndarray) -> np.ndarray:

@@ -17,7 +17,6 @@ the parameters: the 10 % target is relative, and absolute residuals would let th
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -33,7 +32,21 @@ IRLS_STEPS = 30
 IRLS_FLOOR = 0.005
 
 #: Feature columns, in the order of :attr:`Fitted.vector`.
-COLUMNS = ("call_overhead", "alpha", "beta", "beta_large", "gamma", "gamma_large")
+COLUMNS = (
+    "call_overhead",
+    "alpha",
+    "copy_op",
+    "reduce_op",
+    "beta",
+    "beta_large",
+    "gamma",
+    "gamma_large",
+)
+
+#: Cache sizes the fit tries when none is given (half-octave steps, 256 KiB … 256 MiB): the
+#: blend is not linear in the cache size, so each candidate gets its own linear fit and the
+#: calibration rows alone pick the best.
+CACHE_GRID = tuple(float(2 ** (k / 2)) for k in range(36, 57))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +67,30 @@ class Measured:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CopySweep:
+    """One copy-sweep row (:mod:`.calibrate`): ``copies`` local copies of ``bytes`` each,
+    ``seconds`` per run of that schedule (the slower rank's fastest sample)."""
+
+    copies: int
+    bytes: int
+    seconds: float
+
+    def __post_init__(self) -> None:
+        if self.copies < 1 or self.bytes < 0 or not self.seconds > 0:
+            raise ValueError(
+                f"a copy-sweep row needs copies >= 1, bytes >= 0 and seconds > 0, got "
+                f"{self.copies} × {self.bytes} B in {self.seconds} s"
+            )
+
+    def features(self, cache_bytes: float) -> np.ndarray:
+        """The row's :data:`COLUMNS`: k copy ops and k·m copied bytes, whose working set is
+        2·k·m (source and destination)."""
+        moved = float(self.copies * self.bytes)
+        g = 1 / (1 + (cache_bytes / (2 * moved)) ** 2) if cache_bytes > 0 and moved else 0.0
+        return np.array([0, 0, self.copies, 0, 0, 0, (1 - g) * moved, g * moved])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Fitted:
     """A machine fitted to measured rows; all times in seconds, all β/γ in seconds per byte."""
 
@@ -66,7 +103,12 @@ class Fitted:
     gamma: float
     gamma_large: float
     cache_bytes: float
-    """Messages above this use ``beta_large``/``gamma_large`` (0: never)."""
+    """Working-set size where the past-cache ``beta_large``/``gamma_large`` weigh half (0:
+    never; see :attr:`Topology.cache_bytes`)."""
+    copy_op: float = 0.0
+    """Seconds per local copy op (fixed part; the bytes are γ's)."""
+    reduce_op: float = 0.0
+    """Seconds per reducing receive (fixed part)."""
     calibration: tuple[str, ...] = ()
     """``op:algo`` pairs the fit saw (the rest are held out)."""
 
@@ -95,6 +137,8 @@ class Fitted:
             intra_bw=bw(self.beta),
             copy_bw=bw(self.gamma),
             call_overhead=self.call_overhead,
+            copy_op_cost=self.copy_op,
+            reduce_op_cost=self.reduce_op,
             cache_bytes=self.cache_bytes,
             intra_bw_large=bw(self.beta_large),
             copy_bw_large=bw(self.gamma_large),
@@ -132,75 +176,118 @@ class Fitted:
 
 def features(ranks: int, op: str, algo: str, sizes: np.ndarray, cache_bytes: float) -> np.ndarray:
     """Rows × :data:`COLUMNS`: what each parameter multiplies in the simulator's prediction,
-    read off the simulator on unit machines (so the fit cannot drift from the simulator)."""
-    from anyware.comm.simulate import local_bytes, simulate
+    read off the simulator on unit machines and its own op counts and cache weight (so the
+    fit cannot drift from the simulator)."""
+    from anyware.comm.simulate import cache_weight, local_bytes, simulate, stats
 
     n = np.asarray(sizes, dtype=np.float64)
+    flat = Topology(ranks=ranks, cache_bytes=cache_bytes)
     rounds = simulate(Topology(ranks=ranks, intra_latency=1.0, intra_bw=1e30), op, algo, n)
     wire = simulate(Topology(ranks=ranks, intra_latency=0.0, intra_bw=1.0), op, algo, n)
-    local = local_bytes(Topology(ranks=ranks), op, algo, n)
-    big = n > cache_bytes if cache_bytes > 0 else np.zeros(n.shape, dtype=bool)
-    zero = np.zeros_like(n)
+    local = local_bytes(flat, op, algo, n)
+    st = stats(flat, op, algo)
+    g = cache_weight(flat, op, algo, n) if cache_bytes > 0 else np.zeros_like(n)
+    one = np.ones_like(n)
     return np.stack(
         [
-            np.ones_like(n),
+            one,
             rounds,
-            np.where(big, zero, wire),
-            np.where(big, wire, zero),
-            np.where(big, zero, local),
-            np.where(big, local, zero),
+            st.copies * one,
+            st.reduces * one,
+            (1 - g) * wire,
+            g * wire,
+            (1 - g) * local,
+            g * local,
         ],
         axis=1,
     )
 
 
 def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Non-negative least squares by trying every active set: exact, and cheap for the six
-    columns here (64 small solves); columns that are all zero stay 0."""
-    k = a.shape[1]
-    live = [j for j in range(k) if np.any(a[:, j])]
-    best, best_x = np.inf, np.zeros(k)
-    for m in range(1, len(live) + 1):
-        for cols in itertools.combinations(live, m):
-            x, *_ = np.linalg.lstsq(a[:, cols], b, rcond=None)
-            if np.any(x < 0):
-                continue
-            r = float(np.sum((a[:, cols] @ x - b) ** 2))
-            if r < best:
-                best, best_x = r, np.zeros(k)
-                best_x[list(cols)] = x
-    return best_x
+    """Non-negative least squares, min ‖a·x − b‖ with x ≥ 0, by Lawson and Hanson's active
+    set method (exact in finitely many steps): grow the set of free columns by the one whose
+    gradient most wants to rise, solve on the free set, and step back to the boundary while a
+    free variable would go negative. Columns that are all zero stay 0."""
+    n = a.shape[1]
+    x = np.zeros(n)
+    free = np.zeros(n, dtype=bool)
+    grad = a.T @ b
+    tol = 1e-12 * max(1.0, float(np.abs(grad).max(initial=0.0)))
+    for _ in range(3 * n):
+        want = np.where(free, -np.inf, grad)
+        j = int(np.argmax(want))
+        if want[j] <= tol:
+            break
+        free[j] = True
+        while True:
+            z = np.zeros(n)
+            z[free], *_ = np.linalg.lstsq(a[:, free], b, rcond=None)
+            if np.all(z[free] > 0):
+                x = z
+                break
+            neg = free & (z <= 0)
+            step = float(np.min(x[neg] / (x[neg] - z[neg])))
+            x = x + step * (z - x)
+            free &= x > tol
+            x[~free] = 0.0
+            if not free.any():
+                break
+        grad = a.T @ (b - a @ x)
+    return x
 
 
 def fit(
     rows: Sequence[Measured],
     *,
     ranks: int,
-    cache_bytes: float = 0.0,
+    sweeps: Sequence[CopySweep] = (),
+    cache_bytes: float | None = None,
     fixed: Mapping[str, float] | None = None,
 ) -> Fitted:
-    """Fit on ``rows`` minimising the sum of |relative error| of the predictions.
+    """Fit on ``rows`` (and the copy ``sweeps``) minimising the sum of |relative error|.
 
     L1, not least squares: on a shared host a row now and then is measured during someone
     else's burst (2–5× its neighbours, even as the fastest of 9 samples), and squared errors
     let one such row drag every parameter. The L1 fit is solved as iteratively reweighted
     non-negative least squares (weights 1/|residual|), columns scaled to O(1) for the solve.
 
-    ``fixed`` pins parameters (by :data:`COLUMNS` name) to measured values: a calibration set
-    with only one size per algorithm past ``cache_bytes`` would fit the two large-message
-    bandwidths exactly to two rows, any noise in them included."""
+    The sweep rows get one more column of their own, their run's fixed cost (a nuisance:
+    only their slopes in copies and bytes inform the model). ``cache_bytes`` None tries every
+    size of :data:`CACHE_GRID` and keeps the one whose fit explains the given rows best
+    (those rows, nothing else). ``fixed`` pins parameters (by :data:`COLUMNS` name)."""
     fixed = dict(fixed or {})
     unknown = set(fixed) - set(COLUMNS)
     if unknown:
         raise ValueError(f"cannot fix {sorted(unknown)}: the fitted parameters are {COLUMNS}")
     if not rows:
         raise ValueError("fit needs at least one measured row (the calibration set is empty)")
-    x = np.concatenate(
-        [features(ranks, r.op, r.algo, np.array([r.bytes]), cache_bytes) for r in rows]
+    t = np.array([r.seconds for r in rows] + [s.seconds for s in sweeps])
+    nuisance = np.r_[np.zeros(len(rows)), np.ones(len(sweeps))][:, None]
+    best: tuple[float, float, np.ndarray] | None = None
+    for cache in CACHE_GRID if cache_bytes is None else (cache_bytes,):
+        parts = [features(ranks, r.op, r.algo, np.array([r.bytes]), cache) for r in rows]
+        parts += [s.features(cache)[None, :] for s in sweeps]
+        x = np.hstack([np.concatenate(parts), nuisance])
+        p = _l1(x, t, fixed)
+        loss = float(np.abs(x @ p / t - 1).sum())
+        if best is None or loss < best[0] - 1e-12:
+            best = (loss, cache, p[: len(COLUMNS)])
+    assert best is not None
+    _, cache, p = best
+    names = tuple(sorted({f"{r.op}:{r.algo}" for r in rows}))
+    return Fitted(
+        ranks=ranks,
+        cache_bytes=cache,
+        calibration=names + (("copy-sweep",) if sweeps else ()),
+        **{c: float(v) for c, v in zip(COLUMNS, p, strict=True)},
     )
-    t = np.array([r.seconds for r in rows])
-    pinned = np.array([c in fixed for c in COLUMNS])
-    known = x[:, pinned] @ np.array([fixed[c] for c in COLUMNS if c in fixed])
+
+
+def _l1(x: np.ndarray, t: np.ndarray, fixed: Mapping[str, float]) -> np.ndarray:
+    """Parameters minimising Σ|x·p / t − 1| with p ≥ 0 and the ``fixed`` ones pinned."""
+    names = COLUMNS + ("nuisance",) * (x.shape[1] - len(COLUMNS))
+    pinned = np.array([c in fixed for c in names])
+    known = x[:, pinned] @ np.array([fixed[c] for c in names if c in fixed])
     x = np.where(pinned, 0.0, x)  # a pinned column's time is known: fit the rest
     norm = np.where(x.max(axis=0) > 0, x.max(axis=0), 1.0)
     a = (x / norm) / t[:, None]  # each row divided by its measured time: relative residuals
@@ -211,11 +298,4 @@ def fit(
         sw = np.sqrt(w)
         p = nnls(a * sw[:, None], b * sw)
         w = 1 / np.maximum(np.abs(a @ p - b), IRLS_FLOOR)
-    p = np.where(pinned, [fixed.get(c, 0.0) for c in COLUMNS], p / norm)
-    names = tuple(sorted({f"{r.op}:{r.algo}" for r in rows}))
-    return Fitted(
-        ranks=ranks,
-        cache_bytes=cache_bytes,
-        calibration=names,
-        **{c: float(v) for c, v in zip(COLUMNS, p, strict=True)},
-    )
+    return np.where(pinned, [fixed.get(c, 0.0) for c in names], p / norm)

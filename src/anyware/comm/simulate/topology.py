@@ -35,14 +35,22 @@ class Topology:
     """Bytes per second of a rank's local copies (staging, packing); 0 ignores them, as the
     textbook formulas do. On CPU transports they cost as much as the transfers."""
     cache_bytes: float = 0.0
-    """Messages larger than this use ``intra_bw_large`` and ``copy_bw_large`` (0: one
-    bandwidth for every size). On a CPU host a message's working set falls out of the last
-    level cache somewhere between a few and a few tens of MiB and copies slow down ~4× (here:
-    46 GB/s at 4 MiB, 10.5 GB/s at 16 MiB), which no single β fits."""
+    """Size of the caches a collective's *working set* (buffers touched + staging, see
+    :mod:`.ops`) competes for; 0: one bandwidth for every size. A collective whose working set
+    is W bytes pays a blend of the in-cache and the past-cache bandwidths with weight
+    g = 1 / (1 + (cache_bytes / W)²) on the latter: half-way at W = cache_bytes, within 6 %
+    of either end a factor 4 away. On a CPU host copies slow down ~4× out of the last-level
+    cache (here: 46 GB/s at 4 MiB, 10.5 GB/s at 16 MiB), which no single β fits, and Bruck's
+    working set (4.5× its message) leaves the cache at a quarter of ring allreduce's size."""
     intra_bw_large: float = 0.0
-    """Intra-host bandwidth above ``cache_bytes`` (0: ``intra_bw``)."""
+    """Intra-host bandwidth past the caches (0: ``intra_bw``)."""
     copy_bw_large: float = 0.0
-    """Local copy bandwidth above ``cache_bytes`` (0: ``copy_bw``)."""
+    """Local copy bandwidth past the caches (0: ``copy_bw``)."""
+    copy_op_cost: float = 0.0
+    """Seconds of software cost per local copy op a rank's schedule issues (packing,
+    rotation), on top of its bytes; 0, as the textbook formulas do."""
+    reduce_op_cost: float = 0.0
+    """Seconds of software cost per reducing receive (one elementwise-combine call)."""
     call_overhead: float = 0.0
     """Seconds of software cost per collective call, outside its rounds (argument checks,
     algorithm lookup, the call into the transport); 0, as the textbook formulas do. A Python
@@ -64,6 +72,9 @@ class Topology:
         for name in ("cache_bytes", "intra_bw_large", "copy_bw_large"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("copy_op_cost", "reduce_op_cost"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.call_overhead < 0:
             raise ValueError(f"call_overhead must be >= 0, got {self.call_overhead}")
         for name in ("intra_latency", "inter_latency"):
@@ -71,7 +82,7 @@ class Topology:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     def large(self) -> Topology:
-        """The machine as messages above ``cache_bytes`` see it."""
+        """The machine as a working set far past ``cache_bytes`` sees it."""
         return replace(
             self,
             intra_bw=self.intra_bw_large or self.intra_bw,
