@@ -198,6 +198,8 @@ def against_runs(
             f"  {transport} fitted: o = {model.call_overhead * 1e6:.1f} µs/call, "
             f"α = {model.alpha * 1e6:.1f} µs/round (ping-pong α {pp.intra_latency * 1e6:.1f}), "
             f"copy op {model.copy_op * 1e6:.2f} µs, reduce op {model.reduce_op * 1e6:.2f} µs, "
+            f"inside a {model.inner_cache_bytes / 2**20:.2f} MiB inner cache β⁻¹ = "
+            f"{_gbps(model.beta_inner)}, γ⁻¹ = {_gbps(model.gamma_inner)}; "
             f"β⁻¹ = {_gbps(model.beta)}, γ⁻¹ = {_gbps(model.gamma)}; past a "
             f"{model.cache_bytes / 2**20:.2f} MiB cache β⁻¹ = {_gbps(model.beta_large)}, "
             f"γ⁻¹ = {_gbps(model.gamma_large)}"

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from anyware.comm.algorithms import Args, get
-from anyware.comm.simulate import REGISTRY, Topology, closed_form, simulate, stats
+from anyware.comm.simulate import (
+    REGISTRY,
+    Topology,
+    cache_weights,
+    closed_form,
+    simulate,
+    stats,
+)
 from anyware.comm.simulate.engine import Flows, Summary
 
 SIZES = 2.0 ** np.arange(3, 31, 3)
@@ -192,6 +199,34 @@ def test_working_sets_past_the_cache_use_the_large_message_bandwidths() -> None:
     assert stats(both, "allreduce", "ring").working_set == 1.0
     with pytest.raises(ValueError, match="copy_bw_large must be >= 0"):
         Topology(ranks=4, copy_bw_large=-1.0)
+
+
+def test_two_cache_levels_blend_three_bandwidths() -> None:
+    """With an inner level the weights of the inner, middle and outer bandwidths sum to 1:
+    a working set well inside the inner cache pays the inner bandwidths, one between the
+    levels the plain ones, one far past the outer the large ones."""
+    kw = {"ranks": 2, "intra_latency": 3e-6}
+    two = Topology(
+        **kw,  # type: ignore[arg-type]
+        intra_bw=20e9,
+        copy_bw=40e9,
+        inner_cache_bytes=256e3,
+        intra_bw_inner=8e9,
+        copy_bw_inner=60e9,
+        cache_bytes=64e6,
+        intra_bw_large=5e9,
+        copy_bw_large=10e9,
+    )
+    sizes = np.array([100.0, 4e6, 1e11])  # ring allreduce: working set = message
+    w = np.stack(cache_weights(two, "allreduce", "ring", sizes))
+    np.testing.assert_allclose(w.sum(axis=0), 1.0, rtol=1e-12)
+    assert w[0, 0] > 0.999 and w[1, 1] > 0.99 and w[2, 2] > 0.999
+    for level, topo in ((0, two.inner()), (1, two.middle()), (2, two.large())):
+        got = simulate(two, "allreduce", "ring", sizes[level : level + 1])
+        want = simulate(topo, "allreduce", "ring", sizes[level : level + 1])
+        np.testing.assert_allclose(got, want, rtol=0.02, err_msg=f"level {level}")
+    with pytest.raises(ValueError, match=r"inner_cache_bytes=.* must be smaller"):
+        Topology(ranks=2, inner_cache_bytes=8e6, cache_bytes=4e6)
 
 
 def test_op_counts_are_the_schedules_and_priced_per_op() -> None:

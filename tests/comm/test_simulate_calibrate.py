@@ -11,7 +11,7 @@ import torch
 from anyware.comm.schedule import Buf, run_local
 from anyware.comm.simulate import Topology, stats
 from anyware.comm.simulate.calibrate import SWEEP_COPIES, copy_schedule, copy_sweep
-from anyware.comm.simulate.fit import CopySweep
+from anyware.comm.simulate.fit import COLUMNS, CopySweep
 
 
 def test_copy_schedule_is_k_copies_and_no_message() -> None:
@@ -30,7 +30,10 @@ def test_sweep_rows_price_copies_as_the_collectives_do() -> None:
     row = CopySweep(copies=4, bytes=1024, seconds=1e-5)
     f = row.features(cache_bytes=8192.0)
     g = 1 / (1 + (8192 / (2 * 4096)) ** 2)
-    assert f[2] == 4 and f[6] == pytest.approx((1 - g) * 4096) and f[7] == pytest.approx(g * 4096)
+    col = {c: f[i] for i, c in enumerate(COLUMNS)}
+    assert col["copy_op"] == 4 and col["gamma_inner"] == 0 and col["beta"] == 0
+    assert col["gamma"] == pytest.approx((1 - g) * 4096)
+    assert col["gamma_large"] == pytest.approx(g * 4096)
     assert stats(Topology(ranks=2), "alltoall", "bruck").copies == 6
     with pytest.raises(ValueError, match="copies >= 1"):
         CopySweep(copies=0, bytes=8, seconds=1e-6)

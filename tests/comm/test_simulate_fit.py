@@ -127,7 +127,7 @@ def test_without_the_copy_sweep_the_per_op_costs_are_not_identified() -> None:
 
 def test_the_cache_size_is_chosen_on_the_calibration_rows() -> None:
     assert CACHE in CACHE_GRID
-    got = fit(_rows(TRUE, CAL), ranks=2, sweeps=_sweeps(TRUE))
+    got = fit(_rows(TRUE, CAL), ranks=2, sweeps=_sweeps(TRUE), inner_cache_bytes=0.0)
     assert got.cache_bytes == CACHE
     assert got.beta_large == pytest.approx(TRUE.beta_large, rel=1e-6)
 
@@ -198,7 +198,9 @@ def test_fitted_topology_is_the_alpha_beta_model_by_hand() -> None:
     # 2-rank ring allreduce of 8 B: o + 2 rounds of (α + 4 B·β) + γ·(its local bytes) + one
     # reduce op (8 B is far inside the cache: the past-cache terms weigh ~1e-12); the fit
     # adds no term to the simulator, it only chooses the machine.
-    local = float(features(2, "allreduce", "ring", np.array([8.0]), CACHE)[0, 6])
+    local = float(
+        features(2, "allreduce", "ring", np.array([8.0]), CACHE)[0, COLUMNS.index("gamma")]
+    )
     expected = (
         TRUE.call_overhead
         + 2 * (TRUE.alpha + 4 * TRUE.beta)

@@ -37,16 +37,20 @@ COLUMNS = (
     "alpha",
     "copy_op",
     "reduce_op",
+    "beta_inner",
     "beta",
     "beta_large",
+    "gamma_inner",
     "gamma",
     "gamma_large",
 )
 
-#: Cache sizes the fit tries when none is given (half-octave steps, 256 KiB … 256 MiB): the
-#: blend is not linear in the cache size, so each candidate gets its own linear fit and the
-#: calibration rows alone pick the best.
-CACHE_GRID = tuple(float(2 ** (k / 2)) for k in range(36, 57))
+#: Cache sizes the fit tries when none is given (half-octave steps): the outer level 2 MiB …
+#: 256 MiB, the inner one none or 128 KiB … 4 MiB, always smaller than the outer. The blend is
+#: not linear in the sizes, so each pair gets its own linear fit and the calibration rows
+#: alone pick the best.
+CACHE_GRID = tuple(float(2 ** (k / 2)) for k in range(42, 57))
+INNER_GRID = (0.0, *(float(2 ** (k / 2)) for k in range(34, 45)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,12 +86,15 @@ class CopySweep:
                 f"{self.copies} × {self.bytes} B in {self.seconds} s"
             )
 
-    def features(self, cache_bytes: float) -> np.ndarray:
+    def features(self, cache_bytes: float, inner_cache_bytes: float = 0.0) -> np.ndarray:
         """The row's :data:`COLUMNS`: k copy ops and k·m copied bytes, whose working set is
         2·k·m (source and destination)."""
+        from anyware.comm.simulate import level_weights
+
         moved = float(self.copies * self.bytes)
-        g = 1 / (1 + (cache_bytes / (2 * moved)) ** 2) if cache_bytes > 0 and moved else 0.0
-        return np.array([0, 0, self.copies, 0, 0, 0, (1 - g) * moved, g * moved])
+        w = level_weights(inner_cache_bytes, cache_bytes, np.array([2 * moved]))
+        w_in, w_mid, w_out = (float(x[0]) for x in w)
+        return np.array([0, 0, self.copies, 0, 0, 0, 0, w_in * moved, w_mid * moved, w_out * moved])
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,6 +112,12 @@ class Fitted:
     cache_bytes: float
     """Working-set size where the past-cache ``beta_large``/``gamma_large`` weigh half (0:
     never; see :attr:`Topology.cache_bytes`)."""
+    inner_cache_bytes: float = 0.0
+    """The inner cache level (0: none; see :attr:`Topology.inner_cache_bytes`)."""
+    beta_inner: float = 0.0
+    """β for working sets well inside the inner cache."""
+    gamma_inner: float = 0.0
+    """γ for working sets well inside the inner cache."""
     copy_op: float = 0.0
     """Seconds per local copy op (fixed part; the bytes are γ's)."""
     reduce_op: float = 0.0
@@ -115,7 +128,7 @@ class Fitted:
     def __post_init__(self) -> None:
         if self.ranks < 1:
             raise ValueError(f"ranks must be at least 1, got {self.ranks}")
-        for name in (*COLUMNS, "cache_bytes"):
+        for name in (*COLUMNS, "cache_bytes", "inner_cache_bytes"):
             v = getattr(self, name)
             if not (v >= 0 and np.isfinite(v)):
                 raise ValueError(f"fitted {name} must be finite and >= 0, got {v}")
@@ -142,6 +155,9 @@ class Fitted:
             cache_bytes=self.cache_bytes,
             intra_bw_large=bw(self.beta_large),
             copy_bw_large=bw(self.gamma_large),
+            inner_cache_bytes=self.inner_cache_bytes,
+            intra_bw_inner=bw(self.beta_inner),
+            copy_bw_inner=bw(self.gamma_inner),
         )
 
     def predict(self, op: str, algo: str, sizes: np.ndarray) -> np.ndarray:
@@ -174,33 +190,43 @@ class Fitted:
             ) from None
 
 
-def features(ranks: int, op: str, algo: str, sizes: np.ndarray, cache_bytes: float) -> np.ndarray:
+def features(
+    ranks: int,
+    op: str,
+    algo: str,
+    sizes: np.ndarray,
+    cache_bytes: float,
+    inner_cache_bytes: float = 0.0,
+) -> np.ndarray:
     """Rows × :data:`COLUMNS`: what each parameter multiplies in the simulator's prediction,
-    read off the simulator on unit machines and its own op counts and cache weight (so the
+    read off the simulator on unit machines and its own op counts and cache weights (so the
     fit cannot drift from the simulator)."""
-    from anyware.comm.simulate import cache_weight, local_bytes, simulate, stats
+    return _columns(_parts(ranks, op, algo, sizes), cache_bytes, inner_cache_bytes)
+
+
+def _parts(ranks: int, op: str, algo: str, sizes: np.ndarray) -> tuple[np.ndarray, ...]:
+    """What does not depend on the cache sizes: rounds, wire bytes, local bytes, copy ops,
+    reduce ops and working set per size."""
+    from anyware.comm.simulate import local_bytes, simulate, stats
 
     n = np.asarray(sizes, dtype=np.float64)
-    flat = Topology(ranks=ranks, cache_bytes=cache_bytes)
+    flat = Topology(ranks=ranks)
     rounds = simulate(Topology(ranks=ranks, intra_latency=1.0, intra_bw=1e30), op, algo, n)
     wire = simulate(Topology(ranks=ranks, intra_latency=0.0, intra_bw=1.0), op, algo, n)
     local = local_bytes(flat, op, algo, n)
     st = stats(flat, op, algo)
-    g = cache_weight(flat, op, algo, n) if cache_bytes > 0 else np.zeros_like(n)
     one = np.ones_like(n)
-    return np.stack(
-        [
-            one,
-            rounds,
-            st.copies * one,
-            st.reduces * one,
-            (1 - g) * wire,
-            g * wire,
-            (1 - g) * local,
-            g * local,
-        ],
-        axis=1,
-    )
+    return rounds, wire, local, st.copies * one, st.reduces * one, st.working_set * n
+
+
+def _columns(parts: tuple[np.ndarray, ...], cache: float, inner: float) -> np.ndarray:
+    from anyware.comm.simulate import level_weights
+
+    rounds, wire, local, copies, reduces, working = parts
+    w_in, w_mid, w_out = level_weights(inner, cache, working)
+    cols = [np.ones_like(rounds), rounds, copies, reduces]
+    cols += [w * wire for w in (w_in, w_mid, w_out)] + [w * local for w in (w_in, w_mid, w_out)]
+    return np.stack(cols, axis=1)
 
 
 def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -242,6 +268,7 @@ def fit(
     ranks: int,
     sweeps: Sequence[CopySweep] = (),
     cache_bytes: float | None = None,
+    inner_cache_bytes: float | None = None,
     fixed: Mapping[str, float] | None = None,
 ) -> Fitted:
     """Fit on ``rows`` (and the copy ``sweeps``) minimising the sum of |relative error|.
@@ -252,9 +279,10 @@ def fit(
     non-negative least squares (weights 1/|residual|), columns scaled to O(1) for the solve.
 
     The sweep rows get one more column of their own, their run's fixed cost (a nuisance:
-    only their slopes in copies and bytes inform the model). ``cache_bytes`` None tries every
-    size of :data:`CACHE_GRID` and keeps the one whose fit explains the given rows best
-    (those rows, nothing else). ``fixed`` pins parameters (by :data:`COLUMNS` name)."""
+    only their slopes in copies and bytes inform the model). A cache size given as None is
+    chosen from :data:`CACHE_GRID` / :data:`INNER_GRID`: the pair whose fit explains the given
+    rows best (those rows, nothing else). ``fixed`` pins parameters (by :data:`COLUMNS`
+    name)."""
     fixed = dict(fixed or {})
     unknown = set(fixed) - set(COLUMNS)
     if unknown:
@@ -263,21 +291,30 @@ def fit(
         raise ValueError("fit needs at least one measured row (the calibration set is empty)")
     t = np.array([r.seconds for r in rows] + [s.seconds for s in sweeps])
     nuisance = np.r_[np.zeros(len(rows)), np.ones(len(sweeps))][:, None]
-    best: tuple[float, float, np.ndarray] | None = None
-    for cache in CACHE_GRID if cache_bytes is None else (cache_bytes,):
-        parts = [features(ranks, r.op, r.algo, np.array([r.bytes]), cache) for r in rows]
-        parts += [s.features(cache)[None, :] for s in sweeps]
-        x = np.hstack([np.concatenate(parts), nuisance])
-        p = _l1(x, t, fixed)
-        loss = float(np.abs(x @ p / t - 1).sum())
-        if best is None or loss < best[0] - 1e-12:
-            best = (loss, cache, p[: len(COLUMNS)])
+    parts = [_parts(ranks, r.op, r.algo, np.array([r.bytes])) for r in rows]
+    outers = CACHE_GRID if cache_bytes is None else (cache_bytes,)
+    inners = INNER_GRID if inner_cache_bytes is None else (inner_cache_bytes,)
+    best: tuple[float, float, float, np.ndarray] | None = None
+    for cache in outers:
+        for inner in inners:
+            if inner and cache and inner >= cache:
+                continue
+            x = np.concatenate(
+                [_columns(q, cache, inner) for q in parts]
+                + [s.features(cache, inner)[None, :] for s in sweeps]
+            )
+            x = np.hstack([x, nuisance])
+            p = _l1(x, t, fixed)
+            loss = float(np.abs(x @ p / t - 1).sum())
+            if best is None or loss < best[0] - 1e-12:
+                best = (loss, cache, inner, p[: len(COLUMNS)])
     assert best is not None
-    _, cache, p = best
+    _, cache, inner, p = best
     names = tuple(sorted({f"{r.op}:{r.algo}" for r in rows}))
     return Fitted(
         ranks=ranks,
         cache_bytes=cache,
+        inner_cache_bytes=inner,
         calibration=names + (("copy-sweep",) if sweeps else ()),
         **{c: float(v) for c, v in zip(COLUMNS, p, strict=True)},
     )
