@@ -125,6 +125,26 @@ def test_without_the_copy_sweep_the_per_op_costs_are_not_identified() -> None:
     assert got.copy_op == pytest.approx(other.copy_op, rel=1e-6)
 
 
+def test_a_collective_with_its_own_overhead_informs_only_the_byte_terms() -> None:
+    """Reduce-scatter's API wrapper costs more than allreduce's: fitted with its own fixed
+    cost, its extra 20 µs does not leak into the shared o, α and op costs."""
+    rows = [
+        Measured(op=r.op, algo=r.algo, bytes=r.bytes, seconds=r.seconds + 20e-6)
+        if r.op == "reduce_scatter"
+        else r
+        for r in _rows(TRUE, CAL)
+    ]
+    got = fit(
+        rows,
+        ranks=2,
+        sweeps=_sweeps(TRUE),
+        cache_bytes=CACHE,
+        fixed={"reduce_op": TRUE.reduce_op},
+        own_overhead=("reduce_scatter", "allgather"),
+    )
+    np.testing.assert_allclose(got.vector, TRUE.vector, rtol=1e-6)
+
+
 def test_the_cache_size_is_chosen_on_the_calibration_rows() -> None:
     assert CACHE in CACHE_GRID
     got = fit(_rows(TRUE, CAL), ranks=2, sweeps=_sweeps(TRUE), inner_cache_bytes=0.0)
