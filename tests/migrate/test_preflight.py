@@ -248,3 +248,13 @@ def test_a_script_without_a_py_suffix(tmp_path: Path) -> None:
     )
     with pytest.raises(LaunchError, match="world 2 rejected; no rank was started"):
         preflight([str(script)], str(script), 2)
+
+
+def test_the_moe_example_is_rejected_in_the_launcher() -> None:
+    """examples/moe/train.py defines the hook: an unshardable expert count is one line."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "moe" / "train.py"
+    proc = run_cli("run", "--nproc", "2", str(example), "--experts", "5", "--steps", "1")
+    assert proc.returncode == 2, proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert line.startswith(f"anyware: error: {example}: ") and "5" in line
+    assert line.endswith("no rank was started")
