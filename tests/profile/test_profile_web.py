@@ -138,6 +138,9 @@ def test_profile_page_in_chromium(server: str, tmp_path: Path) -> None:
             rows = page.locator("#top-ops tbody tr")
             assert rows.count() >= 5 and "gemm_kernel" in rows.first.inner_text()
             assert page.inner_text("#host-bound") == "yes"
+            comm = page.locator("#comm-ops tbody tr")
+            assert comm.count() == 1 and "ncclDevKernel_AllReduce" in comm.first.inner_text()
+            assert comm.first.inner_text().rstrip().endswith("40.0%")
             # pick rank 1, step 2: the extra gemm shows on the timeline
             page.select_option("#rank-select", "1")
             page.wait_for_function("document.querySelector('#step-select').options.length == 2")

@@ -40,6 +40,8 @@ PAGE = r"""<!doctype html>
  <div class="chart" id="steps-chart"></div>
  <div id="launch"></div>
 </div>
+<h2>Communication</h2>
+<table id="comm-ops"><thead><tr><th>name</th><th>calls</th><th>total ms</th><th>overlapped with compute</th></tr></thead><tbody></tbody></table>
 <h2>Top ops and kernels</h2>
 <table id="top-ops"><thead><tr><th>kind</th><th>name</th><th>bucket</th><th>calls</th><th>total ms</th><th>mean µs</th><th>module</th><th>source / launched by</th></tr></thead><tbody></tbody></table>
 <h2>Timeline of one step</h2>
@@ -114,6 +116,10 @@ function showRank(rank) {
     <tr><td>device waiting on host</td><td class=num>${l.starved_pct}%</td></tr>
     <tr><td>host-bound</td><td class=num id="host-bound">${l.host_bound ? "yes" : "no"}</td></tr></table>`
     : `<p>No device events: the breakdown is of host operators.</p>`;
+  document.querySelector("#comm-ops tbody").innerHTML = r.comm_ops.length
+    ? r.comm_ops.map(c => `<tr><td title="${esc(c.name)}">${esc(shortName(c.name).slice(0, 80))}</td><td class=num>${c.count}</td>
+      <td class=num>${ms(c.total_us)}</td><td class=num>${c.overlap_pct === null ? "—" : c.overlap_pct.toFixed(1) + "%"}</td></tr>`).join("")
+    : `<tr><td colspan=4>no communication in this trace</td></tr>`;
   const rows = [...r.top_kernels, ...r.top_ops];
   document.querySelector("#top-ops tbody").innerHTML = rows.map(o => `<tr><td>${o.kind}</td><td title="${esc(o.name)}">${esc(shortName(o.name).slice(0, 80))}</td>
     <td>${esc(o.bucket)}</td><td class=num>${o.count}</td><td class=num>${ms(o.total_us)}</td><td class=num>${o.mean_us.toFixed(1)}</td>
