@@ -1,22 +1,29 @@
 """The simulator against (1) the closed forms, (2) runs measured here, (3) the clock.
 
-(2) runs a 2-rank bench on both transports (shared memory, and point-to-point over gloo) and
-predicts every measured row twice:
+(2) measures, on 2 ranks and both transports (shared memory, and point-to-point over gloo):
+every algorithm of allreduce (ring, recursive doubling, halving-doubling) and all-to-all
+(pairwise, Bruck) at ``--sizes``; ring reduce-scatter and allgather at those and the
+``--extra-sizes``; ring allreduce and pairwise all-to-all at the extra sizes; and the copy
+sweep (:mod:`anyware.comm.simulate.calibrate`). It then predicts every row twice:
 
-* fitted: the simulator's machine (o per call, α per round, β, γ, and β, γ above 4 MiB)
-  fitted by :func:`anyware.comm.simulate.fit.fit` to the CALIBRATION rows only (ring allreduce
-  and pairwise all-to-all, every size); the other algorithms' rows are held out and reported
-  separately — the 10% target is judged on them;
+* fitted: the simulator's machine (o per call, α per round, a cost per copy op, β and γ at
+  three cache levels, both cache sizes) fitted by :func:`anyware.comm.simulate.fit.fit` to the
+  CALIBRATION rows and the copy sweep only; the HELD-out algorithms' rows (recursive doubling,
+  halving-doubling, Bruck) never enter the fit and judge the model — the 10% target;
 * ping-pong: the first session's model, every parameter from a micro-benchmark (α, β from the
   transport's ping-pong, γ from a 4 MiB copy, o from an 8-byte broadcast, the large β, γ from
   a 16 MiB ping-pong and copy), for comparison.
 
 Measured times are the *fastest* of 9 alternating samples. ``--raw F`` saves the run,
-``--from F [F ...]`` re-analyses saved runs (each row's fastest), ``--fit-out F`` writes the
-fitted models as cost-model files ``F-<transport>.json``.
+``--from F [F ...]`` re-analyses saved runs (each row its fastest over the runs; a file may
+hold only a ``copy_sweep``), ``--repeat N`` measures N times and keeps each row's fastest,
+``--fit-out F`` writes the fitted models as cost-model files ``F-<transport>.json``.
 
-    python benchmarks/comm/bench_simulate.py [--sizes 8,1K,16K,64K,256K,1M,4M,16M] [--raw F]
-        [--from F ...] [--fit-out F] [--pin-large]
+    python benchmarks/comm/bench_simulate.py [--sizes 8,1K,16K,64K,256K,1M,4M,16M]
+        [--extra-sizes 128K,512K,2M,8M,32M] [--repeat N] [--raw F] [--from F ...]
+        [--fit-out F] [--pin-large] [--cache-bytes 8M]
+
+One measurement takes ~3.5 min on the 2-core host under load (fit and report ~30 s more).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import json
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +70,30 @@ def against_closed_forms() -> None:
         f"(3) 16,384 ranks, {len(REGISTRY)} algorithms × {sizes.size} sizes: "
         f"{time.perf_counter() - t0:.2f} s (target < 5 s)"
     )
+    # A fitted CPU machine also prices copy ops and blends three cache levels: the op counts
+    # and working sets come from each algorithm's schedule, built once per world size.
+    cpu = replace(
+        topo,
+        copy_op_cost=0.35e-6,
+        inner_cache_bytes=512 << 10,
+        intra_bw_inner=10e9,
+        cache_bytes=11 << 20,
+        intra_bw_large=4e9,
+        copy_bw=30e9,
+    )
+    spent = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        for coll, algo in REGISTRY:
+            simulate(cpu, coll, algo, sizes)
+        spent.append(time.perf_counter() - t0)
+    print(
+        f"    with op costs and two cache levels: {spent[0]:.1f} s the first time (schedules "
+        f"built for the op counts), {spent[1]:.2f} s after"
+    )
 
 
-def measure(sizes: tuple[int, ...], extra: tuple[int, ...], raw: Path | None) -> dict[str, Any]:
+def measure(sizes: tuple[int, ...], extra: tuple[int, ...]) -> dict[str, Any]:
     """Three benches and a micro-benchmark, one after the other: (a) every algorithm at ``sizes`` — the rows the
     model is judged on; (b) ring reduce-scatter and allgather at ``sizes`` and ``extra``;
     (c) ring allreduce and pairwise all-to-all at the ``extra`` sizes only. (b) and (c) are
@@ -113,8 +142,6 @@ def measure(sizes: tuple[int, ...], extra: tuple[int, ...], raw: Path | None) ->
             else:
                 res["results"] += part["results"]
         res["copy_sweep"] = copy_sweep(Path(tmp) / "sweep.json")
-    if raw is not None:
-        atomic_write_json(raw, res)
     return res
 
 
@@ -278,6 +305,12 @@ def main() -> None:
         default="128K,512K,2M,8M,32M",
         help="more sizes for the calibration collectives only (empty: none)",
     )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="measure everything this many times and keep each row's fastest (a loaded host)",
+    )
     ap.add_argument("--skip-runs", action="store_true", help="only (1) and (3)")
     ap.add_argument("--raw", type=Path, help="save the measured bench result here")
     ap.add_argument(
@@ -308,7 +341,11 @@ def main() -> None:
             res = combine([json.loads(p.read_text()) for p in a.src])
         else:
             extra = tuple(parse_size(s) for s in a.extra_sizes.split(",") if s)
-            res = measure(tuple(parse_size(s) for s in a.sizes.split(",")), extra, a.raw)
+            sizes = tuple(parse_size(s) for s in a.sizes.split(","))
+            runs = [measure(sizes, extra) for _ in range(max(1, a.repeat))]
+            res = combine(runs)
+            if a.raw is not None:
+                atomic_write_json(a.raw, res)
         cache = parse_size(a.cache_bytes) if a.cache_bytes else None
         against_runs(res, a.fit_out, a.pin_large, cache)
 
