@@ -92,7 +92,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--profile-steps", default="6:12")
     p.add_argument("--dir", type=Path, default=None, help="keep the traces here")
+    p.add_argument(
+        "--reanalyze", action="store_true", help="analyse the run already in --dir, run nothing"
+    )
     args = p.parse_args()
+    if args.reanalyze and args.dir is None:
+        p.error("--reanalyze needs --dir")
     start = int(args.profile_steps.split(":")[0])
     work = Path(tempfile.mkdtemp(prefix="anyware-moe-overlap-")) if args.dir is None else args.dir
     prof, out = work / "prof", work / "train.json"
@@ -103,9 +108,10 @@ def main() -> None:
         str(ROOT / "examples" / "moe" / "train.py"), "--steps", str(args.steps),
         "--measure-overlap", str(args.steps - start), "--out", str(out), "--log-every", "1000",
     ]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        sys.exit(f"the MoE run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    if not args.reanalyze:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            sys.exit(f"the MoE run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     flights = json.loads(out.read_text())["overlap"]
 
     from anyware.profile.report import analyze_path

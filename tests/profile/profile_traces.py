@@ -71,11 +71,11 @@ def async_comm_trace(rank: int = 0) -> TraceBuilder:
     anyware.comm:allreduce (sync) [70,80] ⊃ aten::copy_ [72,74]. Worker thread 2:
     anyware.comm:alltoall async [20,60] ⊃ aten::copy_ [25,30].
 
-    The copies inside collectives are communication, the wait (and what runs in it) is other.
-    Compute [10,40] = 30; comm outside compute [40,60]∪[70,80] = 30; other: the wait after the
-    exchange ended, [60,62] = 2; memory 0; idle 100 − 62 = 38. Overlap: comm ∪ = [20,60]∪[70,80]
-    = 50, of which [20,40] = 20 ran beside compute: 40%. Per name: the async all-to-all 20 of
-    40 = 50%, the sync all-reduce 0%. Counting the wait as compute would make it 80%.
+    The copies inside collectives are communication, and so is the wait (and what runs in it).
+    Compute [10,40] = 30; comm ∪ = [20,62]∪[70,80] = 52, outside compute [40,62]∪[70,80] = 32;
+    memory 0; other 0; idle 100 − 62 = 38. Overlap: [20,40] = 20 of comm's 52 = 38.5%. Per
+    collective (waits are not one): the async all-to-all 20 of 40 = 50%, the all-reduce 0%.
+    Counting the wait as compute would make the overlap 40 of 50 = 80%.
     """
     b = TraceBuilder(rank=rank)
     b.step(0, 0, 100)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from anyware.profile import intervals as iv
-from anyware.profile.classify import Bucket, host_bucket
+from anyware.profile.classify import Bucket, host_bucket, is_wait
 from anyware.profile.collect import RankTrace
 from anyware.profile.hostwalk import walk
 from anyware.profile.model import (
@@ -64,25 +64,23 @@ def _overlap_pct(s: Arr, e: Arr, b: Arr) -> float | None:
 
 
 def _inherit(rt: RankTrace, op_b: Arr, seg_s: Arr, seg_tid: Arr, seg_b: Arr) -> Arr:
-    """Self intervals inside a communication (or wait) span on the same thread take the
-    span's bucket: the copies a collective makes (``aten::copy_`` under
-    ``anyware.comm:all_to_all``) are the collective's time, not memory copies or compute.
-    Communication is applied last, so it wins where both enclose."""
+    """Self intervals inside a communication span (a collective, or a wait for one) on the
+    same thread are communication: the copies a collective makes (``aten::copy_`` under
+    ``anyware.comm:alltoall``) are the collective's time, not memory copies or compute."""
     out = seg_b.copy()
+    sel = op_b == Bucket.COMM
+    if not sel.any():
+        return out
     ts = rt.host.np("ts")
     te = ts + np.maximum(rt.host.np("dur"), 0.0)
     tid = rt.host.np("tid")
-    for bucket in (Bucket.OTHER, Bucket.COMM):
-        sel = op_b == bucket
-        if not sel.any():
-            continue
-        for t in np.unique(tid[sel]).tolist():
-            mine = sel & (tid == t)
-            us, ue = iv.union(ts[mine], te[mine])
-            on = np.flatnonzero(seg_tid == t)
-            k = np.searchsorted(us, seg_s[on], side="right") - 1
-            inside = (k >= 0) & (seg_s[on] < ue[np.clip(k, 0, None)])
-            out[on[inside]] = bucket
+    for t in np.unique(tid[sel]).tolist():
+        mine = sel & (tid == t)
+        us, ue = iv.union(ts[mine], te[mine])
+        on = np.flatnonzero(seg_tid == t)
+        k = np.searchsorted(us, seg_s[on], side="right") - 1
+        inside = (k >= 0) & (seg_s[on] < ue[np.clip(k, 0, None)])
+        out[on[inside]] = Bucket.COMM
     return out
 
 
@@ -263,14 +261,15 @@ def analyze_rank(rt: RankTrace, *, top: int = TOP) -> RankReport:
         whole, step_reports = _host_breakdowns(s, e, seg_b, steps)
         overlap = _overlap_pct(s, e, seg_b)
         op_b = name_bucket[host_name] if host_name.size else np.zeros(0, np.int8)
+        waits = np.array([is_wait(nm) for nm in names] or [False], dtype=bool)
         hs = rt.host.np("ts")
         comp = seg_b == Bucket.COMPUTE
-        comm_ops = _comm_ops(
+        comm_ops = _comm_ops(  # the collectives; the waits for them are not one
             names,
             host_name,
             hs,
             hs + np.maximum(rt.host.np("dur"), 0.0),
-            op_b == Bucket.COMM,
+            (op_b == Bucket.COMM) & ~waits[host_name],
             s[comp],
             e[comp],
         )

@@ -20,9 +20,10 @@ Two kinds of ``record_function`` span also count (:func:`host_span_bucket`):
 * ``anyware.comm:<op>``, the span :mod:`anyware.comm` puts around each collective it runs
   while a profiler is on, on the caller's thread or on its "anyware-comm" worker thread for
   ``async_op=True`` calls: communication, including the copies inside it;
-* a span whose name ends in ``wait`` (``moe.all_to_all_wait``): the thread blocked until a
-  collective finished. It is "other (sync)", not compute, so the overlap of communication with
-  compute is not inflated by time spent waiting for it.
+* a span or op whose name ends in ``wait`` (``moe.all_to_all_wait``, ``_AllToAllWait``): the
+  thread blocked until a collective finished. That is communication too (exposed: nothing
+  hides it), never compute, so waiting does not inflate the overlap of communication with
+  compute, and never busy time, so the rank that waits for a straggler is not taken for it.
 """
 
 from __future__ import annotations
@@ -86,19 +87,24 @@ def host_bucket(name: str) -> Bucket:
     if name in _MEMORY_HOST:
         return Bucket.MEMORY
     if _WAIT_HOST.search(name):
-        return Bucket.OTHER
+        return Bucket.COMM
     return Bucket.COMPUTE
 
 
 def host_span_bucket(name: str) -> Bucket | None:
     """The bucket of a ``record_function`` span (``user_annotation``) that the breakdown
-    counts: communication spans and waits; ``None`` for the rest (the user's own labels
+    counts: collectives and waits for them; ``None`` for the rest (the user's own labels
     around compute, whose operators are counted already)."""
     if _COMM_HOST.search(name):
         return Bucket.COMM
     if _WAIT_HOST.search(name):
-        return Bucket.OTHER
+        return Bucket.COMM
     return None
+
+
+def is_wait(name: str) -> bool:
+    """A host span or op that blocks until a collective finishes (not a collective itself)."""
+    return _WAIT_HOST.search(name) is not None and not _COMM_HOST.search(name)
 
 
 def is_nccl(name: str) -> bool:
