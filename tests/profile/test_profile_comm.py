@@ -160,3 +160,32 @@ def test_summary_names_each_communication_and_its_overlap(tmp_path: Path) -> Non
         "Communication: anyware.comm:alltoall async 1× 0.0 ms, 50% overlapped; "
         "anyware.comm:allreduce 1× 0.0 ms, 0% overlapped"
     ) in text
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_moe_example_profile_shows_its_all_to_alls(tmp_path: Path) -> None:
+    """``anyware run --nproc 2 --profile`` of examples/moe/train.py: the token exchanges on
+    anyware.comm's worker thread are in the profile, as communication."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "moe" / "train.py"
+    out = tmp_path / "prof"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYWARE_")}
+    argv = ["run", "--nproc", "2", "--profile", str(out), "--profile-steps", "2:4"]
+    args = ["--steps", "4", "--layers", "2", "--eval-batches", "0", "--log-every", "100"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "anyware.cli.main", *argv, str(example), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = analyze_path(out)
+    assert [r.rank for r in report.ranks] == [0, 1]
+    for r in report.ranks:
+        names = {c.name: c for c in r.comm_ops}
+        # Per MoE layer and step, a dispatch and a combine run asynchronously.
+        a2a = names["anyware.comm:alltoall async"]
+        assert a2a.count % 2 == 0 and a2a.count >= 2 and a2a.total_us > 0, names
+        assert "anyware.comm:alltoall" in names  # the synchronous count exchanges
+        assert r.whole.comm_us > 0 and r.overlap_pct is not None
