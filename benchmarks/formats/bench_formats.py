@@ -73,18 +73,25 @@ def _protocol(
 ROTATION_SEEDS = 4  # the closed fraction moves by ±15 points between random Hadamard signs
 
 
+#: rows that also run the learned rotation (it needs calibration; ~25 s per seed on 2 cores)
+LEARNED_ROWS = ("w4a4+clip", "w4a4+gptq", "w4a4+gptq+clip")
+
+
 def _w4a4_closed(
-    model: Any, held: Any, ppl0: float, label: str, opts: dict[str, Any]
+    model: Any, held: Any, ppl0: float, label: str, opts: dict[str, Any], *, learned: bool = False
 ) -> dict[str, Any]:
     """Fraction of the W4A4 perplexity gap each rotation closes, per rotation seed and mean."""
     none = ev.ptq_perplexity(model, held, "w4a4", "none", **opts)
     print(f"{label:<21} ppl {none:.4f}  (+{100 * (none / ppl0 - 1):.2f}%)", flush=True)
     out: dict[str, Any] = {"none": none}
-    for rot in ("quarot", "online"):
-        ppl = [
-            ev.ptq_perplexity(model, held, "w4a4", rot, seed=seed, **opts)
+    # the learned rotation trains on the calibration inputs: only rows whose arms all have them
+    rots = ("quarot", "online", "learned") if learned else ("quarot", "online")
+    for rot in rots:
+        runs = [
+            ev.ptq_run(model, held, "w4a4", rot, seed=seed, **opts)
             for seed in range(ROTATION_SEEDS)
         ]
+        ppl = [p for p, _ in runs]
         closed = [(none - p) / max(none - ppl0, 1e-12) for p in ppl]
         mean = sum(closed) / len(closed)
         print(
@@ -94,6 +101,17 @@ def _w4a4_closed(
             flush=True,
         )
         out[rot] = {"perplexity": ppl, "closed": closed, "mean_closed": mean}
+        infos = [r.learned for _, r in runs if r.learned is not None]
+        if infos:
+            print(
+                f"{'':<21} learned rotation: {infos[0].iterations} iterations; calibration "
+                "loss before -> after (seeds 0-"
+                f"{ROTATION_SEEDS - 1}): "
+                + "  ".join(f"{lr.loss_before:.4f}->{lr.loss_after:.4f}" for lr in infos),
+                flush=True,
+            )
+            out[rot]["calibration_loss"] = [[lr.loss_before, lr.loss_after] for lr in infos]
+            out[rot]["iterations"] = infos[0].iterations
     return out
 
 
@@ -115,7 +133,7 @@ def _w4a4_gptq(model: Any, held: Any, ppl0: float, calib: Any) -> dict[str, Any]
     ):
         full = {"calibration": calib, "weights": "gptq", **opts}
         out[label.replace("+", "_").replace("-", "_")] = _w4a4_closed(
-            model, held, ppl0, label, full
+            model, held, ppl0, label, full, learned=label in LEARNED_ROWS
         )
     return out
 
@@ -128,7 +146,9 @@ def _ptq_only(pre_steps: int) -> None:
     print(f"fp32 {pre_steps} steps: loss {res.eval_loss:.5f}  ppl {ppl0:.4f}", flush=True)
     _w4a4_closed(model, held, ppl0, "w4a4", {})
     calib = ev.calibration_batches(pre)
-    _w4a4_closed(model, held, ppl0, "w4a4+clip", {"act_clip": 0.9, "calibration": calib})
+    _w4a4_closed(
+        model, held, ppl0, "w4a4+clip", {"act_clip": 0.9, "calibration": calib}, learned=True
+    )
     _w4a4_gptq(model, held, ppl0, calib)
 
 
@@ -217,7 +237,7 @@ def main() -> None:
         flush=True,
     )
     clip_opts = {"act_clip": 0.9, "calibration": ev.calibration_batches(pre)}
-    clipped = _w4a4_closed(model, held, ppl0, "w4a4+clip", clip_opts)
+    clipped = _w4a4_closed(model, held, ppl0, "w4a4+clip", clip_opts, learned=True)
     out["ptq"] = {"perplexity": ptq, "w4a4_rotation": rtn, "w4a4_clipped_rotation": clipped}
     out["ptq"].update(_w4a4_gptq(model, held, ppl0, ev.calibration_batches(pre)))
 

@@ -1,5 +1,5 @@
 """The evidence, small: FP8 recipes track fp32 at a stable end, next to the fp32 noise floor;
-QuaRot's rotation helps W4A4; GPTQ beats round-to-nearest; FP8 round trips clear the SQNR bar. The full-size figures come
+QuaRot's rotation helps W4A4, and so does the learned one; GPTQ beats round-to-nearest; FP8 round trips clear the SQNR bar. The full-size figures come
 from ``benchmarks/formats/bench_formats.py``."""
 
 from __future__ import annotations
@@ -72,6 +72,19 @@ def test_quarot_rotation_helps_w4a4(trained: tuple[ev.GPT, list[ev.Batch]]) -> N
     stats = ev.activation_stats(model, held)
     assert set(stats) >= {"blocks.0.attn.qkv", "blocks.1.mlp.out"}
     assert all(s["kurtosis"] > 1 for s in stats.values()), stats
+
+
+def test_learned_rotation_lowers_its_calibration_loss_and_helps_w4a4(
+    trained: tuple[ev.GPT, list[ev.Batch]],
+) -> None:
+    model, held = trained
+    calib = ev.calibration_batches(ev.TrainSetup(), n=1)  # training text, never the held-out
+    opts = {"act_clip": 0.9, "calibration": calib, "weights": "gptq"}
+    none = ev.ptq_perplexity(model, held, "w4a4", "none", **opts)
+    ppl, report = ev.ptq_run(model, held, "w4a4", "learned", **opts)
+    assert report.learned is not None
+    assert report.learned.loss_after < report.learned.loss_before, report.learned
+    assert ppl < none, (ppl, none)
 
 
 def test_gptq_lowers_perplexity_on_both_arms(trained: tuple[ev.GPT, list[ev.Batch]]) -> None:

@@ -32,6 +32,10 @@ channels; since ``W x = (W Rᵀ)(R x)`` the layer's output is unchanged in exact
   and the off-stream inputs of the out- and down-projections get an online Hadamard whose
   weight half is folded. The model is rewritten in place; it computes the same function to
   fp32 rounding (``quarot.py`` has the algebra).
+* ``rotate="learned"`` (SpinQuant, ``spinquant.py``): the fused rotation above, then a further
+  orthogonal ``U`` of the stream learned on the calibration inputs (Cayley-parametrised Adam on
+  the W4A4 fake-quantised task loss) and folded the same way; the weights are then rounded by
+  the same quantiser as every other arm.
 * Otherwise every converted linear gets its own online rotation ``R x`` before the activation
   is quantised, with ``W Rᵀ`` folded into its weights. That is exact for any model, but the
   quantised activation still carries the LayerNorm's ``γ``/``β``.

@@ -179,7 +179,7 @@ def learn_rotation(
     base = {k: v.detach() for k, v in model.named_parameters()}
     readers = {r for _, rs in layout.norms for r in rs}
     x = torch.zeros(d, d, requires_grad=True)
-    opt = torch.optim.Adam([x], lr=lr)
+    adam = _Adam(x, lr)
     handles = [
         model.get_submodule(n).register_forward_pre_hook(
             lambda _m, inp, s=s: (_quant_input(inp[0], s), *inp[1:])
@@ -213,9 +213,9 @@ def learn_rotation(
             before = mean_loss(torch.eye(d))
             for i in range(steps):
                 loss = loss_at(cayley(x), calibration[i % len(calibration)])
-                opt.zero_grad(set_to_none=True)
+                x.grad = None
                 loss.backward()  # type: ignore[no-untyped-call]
-                opt.step()
+                adam.step()
                 losses.append(float(loss.detach()))
             u = cayley(x.detach().double())
             after = mean_loss(u.float())
@@ -237,3 +237,24 @@ class _Functional(nn.Module):
 
     def forward(self, *args: Any) -> Any:
         return torch.func.functional_call(self.model, self.params, args)
+
+
+class _Adam:
+    """Adam (Kingma & Ba) on one tensor: the two moment estimates with bias correction.
+    Written out because ``torch.optim`` imports ``torch._dynamo`` on first use (~3 s)."""
+
+    def __init__(self, x: torch.Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999)):
+        self.x, self.lr, self.betas, self.t = x, lr, betas, 0
+        self.m, self.v = torch.zeros_like(x), torch.zeros_like(x)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        g = self.x.grad
+        assert g is not None
+        b1, b2 = self.betas
+        self.t += 1
+        self.m.mul_(b1).add_(g, alpha=1 - b1)
+        self.v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        m_hat = self.m / (1 - b1**self.t)
+        v_hat = self.v / (1 - b2**self.t)
+        self.x.sub_(self.lr * m_hat / (v_hat.sqrt() + 1e-8))
