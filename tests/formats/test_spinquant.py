@@ -117,3 +117,47 @@ def test_rotate_option_keeps_its_boolean_meaning() -> None:
     assert PTQConfig(preset="w4a4", rotate="hadamard").rotate is True
     assert PTQConfig(preset="w4a4").mode is RotateMode.NONE
     assert PTQConfig(preset="w4a4", rotate="none").rotate is False
+
+
+class _Tiny(nn.Module):
+    """Embedding → norm → MLP → norm → head: returns logits, or their mean over the sequence
+    (no per-token logits, so no next-token loss can be formed)."""
+
+    def __init__(self, pooled: bool) -> None:
+        super().__init__()
+        self.pooled = pooled
+        self.emb = nn.Embedding(10, 16)
+        self.norm = nn.RMSNorm(16)
+        self.up = nn.Linear(16, 32)
+        self.down = nn.Linear(32, 16)
+        self.norm_f = nn.RMSNorm(16)
+        self.out = nn.Linear(16, 10)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.emb(idx)
+        x = x + self.down(torch.relu(self.up(self.norm(x))))
+        logits = self.out(self.norm_f(x))
+        return logits.mean(1) if self.pooled else logits
+
+
+def test_learned_rotation_takes_next_token_loss_from_ids_or_says_what_it_needs() -> None:
+    from anyware.formats.quarot import ResidualLayout
+
+    layout = ResidualLayout(
+        embeddings=("emb",),
+        writers=("down",),
+        norms=(("norm", ("up",)), ("norm_f", ("out",))),
+        online=("down",),
+    )
+    ids = [torch.randint(0, 10, (4, 12), generator=torch.Generator().manual_seed(0))]
+    torch.manual_seed(0)
+    report = quantize(
+        _Tiny(pooled=False), "w4a4", rotate="learned", calibration=ids, layout=layout, skip=(),
+        rotation_steps=2,
+    )  # fmt: skip
+    assert report.learned is not None and report.learned.loss_before > 0
+    with pytest.raises(ValueError, match="needs a task loss"):
+        quantize(
+            _Tiny(pooled=True), "w4a4", rotate="learned", calibration=ids, layout=layout,
+            skip=(), rotation_steps=2,
+        )  # fmt: skip
