@@ -42,7 +42,7 @@ import numpy as np
 from anyware._io import atomic_write_json
 from anyware.comm.bench import BenchConfig, run
 from anyware.comm.select import parse_size
-from anyware.comm.simulate import REGISTRY, Topology, closed_form, simulate
+from anyware.comm.simulate import REGISTRY, Topology, calibrate, closed_form, simulate
 from anyware.comm.simulate.calibrate import copy_sweep
 from anyware.comm.simulate.fit import CopySweep, Measured, fit
 
@@ -93,9 +93,21 @@ def against_closed_forms() -> None:
     )
 
 
+def measure_short(sizes: tuple[int, ...], extra: tuple[int, ...]) -> dict[str, Any]:
+    """The same rows as :func:`measure` and the copy sweep, each the fastest of 25 samples of
+    ~1 ms (:func:`anyware.comm.simulate.calibrate.measure`), without gloo interleaved."""
+    both = tuple(sorted({*sizes, *extra}))
+    rows = [("broadcast", "binomial", min(sizes))]
+    rows += [(op, algo, n) for op, algo in (h.split(":") for h in HELD) for n in sizes]
+    rows += [("allreduce", "ring", n) for n in both] + [("alltoall", "pairwise", n) for n in both]
+    rows += [(op, "ring", n) for op in ("reduce_scatter", "allgather") for n in both]
+    with tempfile.TemporaryDirectory() as tmp:
+        return calibrate.measure(Path(tmp) / "m.json", rows, large=True)
+
+
 def measure(sizes: tuple[int, ...], extra: tuple[int, ...]) -> dict[str, Any]:
-    """Three benches and a micro-benchmark, one after the other: (a) every algorithm at ``sizes`` — the rows the
-    model is judged on; (b) ring reduce-scatter and allgather at ``sizes`` and ``extra``;
+    """Three benches and a micro-benchmark, one after the other: (a) every algorithm at
+    ``sizes`` — the rows the model is judged on; (b) ring reduce-scatter and allgather at ``sizes`` and ``extra``;
     (c) ring allreduce and pairwise all-to-all at the ``extra`` sizes only. (b) and (c) are
     calibration-only collectives and sizes: they give the fit more working-set factors (1×,
     2×, 3×, 5× the message) and sizes between 128 KiB and 32 MiB to place the cache edge,
@@ -306,6 +318,13 @@ def main() -> None:
         help="more sizes for the calibration collectives only (empty: none)",
     )
     ap.add_argument(
+        "--protocol",
+        choices=("short", "bench"),
+        default="short",
+        help="short: every row the fastest of 25 samples of ~1 ms; bench: `anyware comm "
+        "bench`'s 9 samples of ~20 ms with gloo interleaved (the second session's runs)",
+    )
+    ap.add_argument(
         "--repeat",
         type=int,
         default=1,
@@ -342,7 +361,8 @@ def main() -> None:
         else:
             extra = tuple(parse_size(s) for s in a.extra_sizes.split(",") if s)
             sizes = tuple(parse_size(s) for s in a.sizes.split(","))
-            runs = [measure(sizes, extra) for _ in range(max(1, a.repeat))]
+            how = measure_short if a.protocol == "short" else measure
+            runs = [how(sizes, extra) for _ in range(max(1, a.repeat))]
             res = combine(runs)
             if a.raw is not None:
                 atomic_write_json(a.raw, res)
