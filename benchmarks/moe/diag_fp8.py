@@ -43,15 +43,20 @@ from anyware.models.moe import MoEConfig, MoETransformer, convert_experts_to_fp8
 
 SKIP = ("head", "gate", "index_q", "index_k", "index_w")  # as examples/moe/train.py
 
-# name: (recipe, grad format override, weight granularity override, pow2 scales)
-VARIANTS: dict[str, tuple[str, str | None, Granularity | None, bool]] = {
-    "rowwise": ("rowwise", None, None, False),
-    "rowwise+e4m3-grads": ("rowwise", "fp8_e4m3", None, False),
-    "deepseek-blockwise": ("deepseek-blockwise", None, None, False),
-    "blockwise+e5m2-grads": ("deepseek-blockwise", "fp8_e5m2", None, False),
-    "blockwise+pow2-scales": ("deepseek-blockwise", None, None, True),
-    "blockwise+1x128-weights": ("deepseek-blockwise", None, Granularity.BLOCK1X128, False),
+# name: (recipe, grad format override, weight granularity override, pow2 scales, where)
+VARIANTS: dict[str, tuple[str, str | None, Granularity | None, bool, str]] = {
+    "tensorwise-current": ("tensorwise-current", None, None, False, "all"),
+    "mxfp8": ("mxfp8", None, None, False, "all"),
+    "rowwise": ("rowwise", None, None, False, "all"),
+    "rowwise+e4m3-grads": ("rowwise", "fp8_e4m3", None, False, "all"),
+    "deepseek-blockwise": ("deepseek-blockwise", None, None, False, "all"),
+    "blockwise+e5m2-grads": ("deepseek-blockwise", "fp8_e5m2", None, False, "all"),
+    "blockwise+pow2-scales": ("deepseek-blockwise", None, None, True, "all"),
+    "blockwise+1x128-weights": ("deepseek-blockwise", None, Granularity.BLOCK1X128, False, "all"),
+    "blockwise-experts-only": ("deepseek-blockwise", None, None, False, "experts"),
+    "blockwise-linears-only": ("deepseek-blockwise", None, None, False, "linears"),
 }
+TRAINED = "deepseek-blockwise,blockwise+e5m2-grads,blockwise+1x128-weights,blockwise-experts-only,blockwise-linears-only"
 
 
 @contextlib.contextmanager
@@ -163,6 +168,48 @@ def grads(
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+def build(ckpt: str, cfg: MoEConfig, variant: str | None) -> MoETransformer:
+    model = load(ckpt, cfg)
+    if variant is not None:
+        recipe, _, _, pow2, where = VARIANTS[variant]
+        if where != "experts":
+            convert_to_fp8_training(model, recipe=recipe, skip=SKIP, pow2_scales=pow2)
+        if where != "linears":
+            convert_experts_to_fp8(model, recipe, pow2_scales=pow2)
+    return model
+
+
+def train_then_eval(
+    ckpt: str, cfg: MoEConfig, variant: str | None, steps: int, stream: int, n_eval: int
+) -> float:
+    """examples/moe/train.py's stable-end continuation, in this process (so a variant's patch
+    applies): AdamW, peak lr 1e-3, warm-up 10%, cosine to 0, the balancing bias update."""
+    model = build(ckpt, cfg, variant)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    warm = max(1, steps // 10)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min((step - warm) / max(1, steps - warm), 1.0)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    data = batches(encode(make_text(4000)), 16, cfg.seq_len, seed=stream)
+    grad_fmt, weight_gran = (VARIANTS[variant][1:3]) if variant else (None, None)
+    with patched(grad_fmt, weight_gran):
+        for _ in range(steps):
+            x, y = next(data)
+            _, loss = model(x, y)
+            assert loss is not None
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            for moe in model.moe_layers():
+                moe.update_bias()
+        return held_out(model, cfg, n_eval)
+
+
 @torch.no_grad()
 def held_out(model: nn.Module, cfg: MoEConfig, n: int) -> float:
     model.eval()
@@ -178,6 +225,11 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=4, help="training batches for the gradients")
     ap.add_argument("--eval-batches", type=int, default=16)
     ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument(
+        "--train", default=TRAINED, help="variants also trained at the stable end (paired gaps)"
+    )
+    ap.add_argument("--train-steps", type=int, default=200)
+    ap.add_argument("--streams", default="101,102,103", help="batch streams (data seeds)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -193,10 +245,8 @@ def main() -> None:
     print(f"fp32 checkpoint {args.ckpt}: held-out loss {ref_eval:.5f}", flush=True)
     results: dict[str, object] = {"fp32_eval": ref_eval}
     for name in [v for v in args.variants.split(",") if v]:
-        recipe, grad_fmt, weight_gran, pow2 = VARIANTS[name]
-        model = load(args.ckpt, cfg)
-        convert_to_fp8_training(model, recipe=recipe, skip=SKIP, pow2_scales=pow2)
-        convert_experts_to_fp8(model, recipe, pow2_scales=pow2)
+        _, grad_fmt, weight_gran, _, _ = VARIANTS[name]
+        model = build(args.ckpt, cfg, name)
         errors = GemmErrors()
         with patched(grad_fmt, weight_gran), recording(errors):
             got = grads(model, pairs)
@@ -232,6 +282,29 @@ def main() -> None:
                 print(f"  flushed {m['flushed']:.3%}" if m["flushed"] else "")
             else:
                 print(f"  operand {key:<27} flushed {m['flushed']:.3%}")
+    streams = [int(v) for v in args.streams.split(",") if v]
+    trained = [v for v in args.train.split(",") if v]
+    if trained and args.train_steps > 0:
+        print(f"\nstable end: the checkpoint + {args.train_steps} steps, streams {streams}")
+        fp32 = [
+            train_then_eval(args.ckpt, cfg, None, args.train_steps, s, args.eval_batches)
+            for s in streams
+        ]
+        print(f"  fp32 held-out {' / '.join(f'{v:.5f}' for v in fp32)}", flush=True)
+        train_gaps: dict[str, list[float]] = {}
+        for name in trained:
+            got_losses = [
+                train_then_eval(args.ckpt, cfg, name, args.train_steps, s, args.eval_batches)
+                for s in streams
+            ]
+            gaps = [(v - r) / r for v, r in zip(got_losses, fp32, strict=True)]
+            train_gaps[name] = gaps
+            print(
+                f"  {name:<26} mean gap {sum(gaps) / len(gaps):+.3%} "
+                f"({' / '.join(f'{g:+.3%}' for g in gaps)})",
+                flush=True,
+            )
+        results["stable_end"] = {"fp32": fp32, "gaps": train_gaps}
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
