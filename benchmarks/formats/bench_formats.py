@@ -118,7 +118,7 @@ def _w4a4_closed(
 def _w4a4_gptq(model: Any, held: Any, ppl0: float, calib: Any) -> dict[str, Any]:
     """The W4A4 rotation fractions with GPTQ weights, identical options on every arm."""
     print(
-        "\nW4A4 with GPTQ weights on both arms (Hessians from the same 2 calibration batches, "
+        "\nW4A4 with GPTQ weights on every arm (Hessians from the same 2 calibration batches, "
         "blocks of 128, 1% dampening, layer after layer; QuaRot and SpinQuant report W4A4 "
         "this way)",
         flush=True,
@@ -232,7 +232,7 @@ def main() -> None:
             )
     rtn = _w4a4_closed(model, held, ppl0, "w4a4", {})
     print(
-        "\nW4A4 with clipping on both arms (QuaRot's 0.9 activation clip + the calibrated weight "
+        "\nW4A4 with clipping on every arm (QuaRot's 0.9 activation clip + the calibrated weight "
         "clip search on 2 batches of training text)",
         flush=True,
     )
