@@ -23,10 +23,12 @@ Every run is ``anyware run [--nproc N] examples/moe/train.py ... --out F`` on th
    the bar on this model (their floor is 0.2-0.3%, see docs/models.md);
 6. throughput in tokens/s per run.
 
-    python benchmarks/moe/bench_moe.py [--steps 600] [--ft-steps 200] [--orders 3]
+    python benchmarks/moe/bench_moe.py [--steps 600] [--ft-steps 200] [--orders 2]
+        [--checkpoints 2]
         [--recipes rowwise,mxfp8] [--scratch [--noise-runs 2] [--paired-orders 2]] [--json F]
 
-Smaller: ``--steps 300 --ft-steps 100 --orders 1 --recipes deepseek-blockwise`` (~3 min).
+Smaller: ``--steps 300 --ft-steps 100 --orders 1 --checkpoints 1 --recipes
+deepseek-blockwise`` (~3 min).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "moe" / "train.py"
@@ -81,16 +84,16 @@ def row(name: str, loss: float, g: float, tail: str = "") -> str:
 
 
 def stable_end(
-    tmp: Path, ckpt: Path, steps: int, orders: int, recipes: list[str]
-) -> dict[str, object]:
-    """Section 4: every run continues the fp32 checkpoint for ``steps`` steps."""
+    tmp: Path, ckpt: Path, steps: int, orders: int, recipes: list[str], label: str
+) -> dict[str, Any]:
+    """Section 4: every run continues the fp32 checkpoint ``ckpt`` for ``steps`` steps."""
     warm = str(max(1, steps // 10))
     common: tuple[str, ...] = ("--init-from", str(ckpt), "--lr", FT_LR, "--warmup", warm)
     common += ("--eval-batches", EVAL_BATCHES)
     tokens = steps * 16 * 64
 
     def ft(name: str, nproc: int = 1, *extra: str) -> tuple[float, float]:
-        res, secs = run(nproc, steps, tmp / f"ft_{name}.json", *common, *extra)
+        res, secs = run(nproc, steps, tmp / f"ft_{ckpt.stem}_{name}.json", *common, *extra)
         return float(res["eval_loss"]), tokens / secs  # type: ignore[arg-type]
 
     seeds = [str(STREAM_SEED + k) for k in range(orders)]
@@ -98,7 +101,7 @@ def stable_end(
     base = fp32[0]
     out: dict[str, object] = {"steps": steps, "streams": seeds, "fp32": fp32}
     print(
-        f"\nFP8 at a stable end: the checkpoint + {steps} steps (peak lr {FT_LR}, warm-up "
+        f"\nFP8 at a stable end: {label} + {steps} steps (peak lr {FT_LR}, warm-up "
         f"{warm}, cosine to 0), one process, held-out loss over {EVAL_BATCHES} batches; "
         f"gap vs fp32 on the same stream",
         flush=True,
@@ -115,9 +118,9 @@ def stable_end(
     out["controls"] = {n: gap(v, base) for n, v in controls.items()}
     forward: dict[str, float] = {}
     rows: dict[str, object] = {}
-    ck, _ = run(1, 0, tmp / "fwd_fp32.json", *common)  # the checkpoint's own held-out loss
+    ck, _ = run(1, 0, tmp / f"fwd_{ckpt.stem}.json", *common)  # the checkpoint's own loss
     for recipe in recipes:
-        res, _ = run(1, 0, tmp / f"fwd_{recipe}.json", *common, "--fp8", recipe)
+        res, _ = run(1, 0, tmp / f"fwd_{ckpt.stem}_{recipe}.json", *common, "--fp8", recipe)
         forward[recipe] = gap(float(res["eval_loss"]), float(ck["eval_loss"]))  # type: ignore[arg-type]
         paired, speed = [], 0.0
         for k, s in enumerate(seeds):
@@ -134,6 +137,40 @@ def stable_end(
     out["recipes"] = rows
     out["forward_only_gap"] = forward
     return out
+
+
+def stable_ends(
+    tmp: Path, ckpt: Path, args: argparse.Namespace, recipes: list[str]
+) -> dict[str, Any]:
+    """Section 4 on one or two checkpoints, and each recipe's gap over all of them."""
+    ckpts = {"the 2-rank checkpoint": ckpt}
+    if args.checkpoints > 1:
+        other = tmp / "fp32_1proc.pt"
+        res, _ = run(1, args.steps, tmp / "fp32_1proc.json", "--eval-batches", EVAL_BATCHES,
+                     "--save", str(other))  # fmt: skip
+        print(
+            f"fp32, 1 process, {args.steps} steps from scratch (another summation order): "
+            f"held-out loss {float(res['eval_loss']):.5f} (saved: the second checkpoint)",  # type: ignore[arg-type]
+            flush=True,
+        )
+        ckpts["the 1-process checkpoint"] = other
+    per = {
+        label: stable_end(tmp, path, args.ft_steps, args.orders, recipes, label)
+        for label, path in ckpts.items()
+    }
+    if len(per) > 1:
+        print(f"\nFP8 at a stable end, over {len(per)} checkpoints x {args.orders} streams:")
+        for recipe in recipes:
+            gaps = [g for res in per.values() for g in res["recipes"][recipe]["paired_gaps"]]
+            means = [res["recipes"][recipe]["mean_gap"] for res in per.values()]
+            mean = sum(gaps) / len(gaps)
+            print(
+                f"{recipe:<28}{mean:>+10.3%}  ÷ 0.25% bar {abs(mean) / FP8_BAR:.2f}; per "
+                f"checkpoint {' / '.join(f'{m:+.3%}' for m in means)}; range "
+                f"{min(gaps):+.3%} .. {max(gaps):+.3%}",
+                flush=True,
+            )
+    return per
 
 
 def from_scratch(
@@ -192,7 +229,15 @@ def main() -> None:
     ap.add_argument("--warmup-step", type=int, default=None, help="balance bound from here on")
     ap.add_argument("--recipes", default=",".join(RECIPES))
     ap.add_argument("--ft-steps", type=int, default=200, help="stable end: steps per run")
-    ap.add_argument("--orders", type=int, default=3, help="stable end: batch streams paired")
+    ap.add_argument("--orders", type=int, default=2, help="stable end: batch streams paired")
+    ap.add_argument(
+        "--checkpoints",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="stable end: also start from the same fp32 run done in one process (another "
+        "summation order, hence another checkpoint)",
+    )
     ap.add_argument("--scratch", action="store_true", help="also train each recipe from scratch")
     ap.add_argument(
         "--noise-runs", type=int, default=2, help="from scratch: fp32 runs with other batch orders"
@@ -262,7 +307,7 @@ def main() -> None:
             flush=True,
         )
         if args.ft_steps > 0 and recipes:
-            results["stable_end"] = stable_end(tmp, ckpt, args.ft_steps, args.orders, recipes)
+            results["stable_end"] = stable_ends(tmp, ckpt, args, recipes)
         if args.scratch:
             results["from_scratch"] = from_scratch(
                 tmp, args.steps, fp32, args.noise_runs, args.paired_orders, recipes

@@ -60,12 +60,27 @@ def test_preflight_passes_a_runnable_configuration_and_leaves_bad_syntax_to_the_
     assert out.out == "" and out.err == ""
 
 
-def _run(out: Path, *args: str, nproc: int = 1) -> dict[str, object]:
+SMALL = (
+    "--seq-len",
+    "32",
+    "--d-model",
+    "32",
+    "--layers",
+    "2",
+    "--experts",
+    "4",
+    "--batch-size",
+    "8",
+)
+
+
+def _run(
+    out: Path, *args: str, nproc: int = 1, shape: tuple[str, ...] = SMALL
+) -> dict[str, object]:
     cmd = [sys.executable, "-m", "anyware.cli.main", "run"]
     if nproc > 1:
         cmd += ["--nproc", str(nproc)]
-    cmd += [str(SCRIPT), "--seq-len", "32", "--d-model", "32", "--layers", "2", "--experts", "4"]
-    cmd += ["--batch-size", "8", "--eval-batches", "2", "--out", str(out), *args]
+    cmd += [str(SCRIPT), *shape, "--eval-batches", "2", "--out", str(out), *args]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -104,3 +119,28 @@ def test_save_then_init_from_continues_the_same_model_on_one_and_two_ranks(
     assert proc.returncode != 0
     assert f"--init-from {ckpt}: it does not fit this model" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+FP8_BAR = 0.0025  # DeepSeek-V3: FP8 training loss within 0.25% of the high-precision run
+
+
+@pytest.mark.slow
+def test_blockwise_fp8_stays_within_the_bar_at_a_stable_end(tmp_path: Path) -> None:
+    """The benchmark's stable-end protocol at a smaller scale (benchmarks/moe/bench_moe.py):
+    fp32 trained to the end of its schedule and saved, then the same continuation on one batch
+    stream in fp32, in fp32 with one weight moved by one ulp (the protocol's own noise) and
+    under deepseek-blockwise, compared on the held-out loss."""
+    ckpt = str(tmp_path / "fp32.pt")
+    _run(tmp_path / "pre.json", "--steps", "300", "--save", ckpt, shape=())
+    cont = ("--init-from", ckpt, "--steps", "100", "--lr", "1e-3", "--warmup", "10")
+    cont += ("--data-seed", "101", "--eval-batches", "16")
+
+    def held_out(name: str, *extra: str) -> float:
+        return float(_run(tmp_path / f"{name}.json", *cont, *extra, shape=())["eval_loss"])  # type: ignore[arg-type]
+
+    fp32 = held_out("fp32")
+    ulp = held_out("ulp", "--perturb-ulp")
+    fp8 = held_out("fp8", "--fp8", "deepseek-blockwise")
+    assert abs(ulp - fp32) / fp32 < FP8_BAR / 10  # the comparison itself is far below the bar
+    assert fp8 != fp32  # FP8 really trained
+    assert abs(fp8 - fp32) / fp32 < FP8_BAR, (fp32, fp8)
