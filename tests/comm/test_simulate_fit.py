@@ -143,6 +143,12 @@ def test_a_collective_with_its_own_overhead_informs_only_the_byte_terms() -> Non
         own_overhead=("reduce_scatter", "allgather"),
     )
     np.testing.assert_allclose(got.vector, TRUE.vector, rtol=1e-6)
+    own = dict(got.own_overhead)
+    assert own["reduce_scatter"] == pytest.approx(20e-6, rel=1e-6)
+    assert own["allgather"] == pytest.approx(0.0, abs=1e-12)
+    for r in rows:  # the fitted model predicts every calibration row, own overheads included
+        pred = got.predict(r.op, r.algo, np.array([r.bytes]))[0]
+        assert pred == pytest.approx(r.seconds, rel=1e-6), r
 
 
 def test_the_cache_size_is_chosen_on_the_calibration_rows() -> None:
@@ -186,7 +192,8 @@ def test_nnls_keeps_parameters_non_negative() -> None:
 
 def test_fitted_model_round_trips_as_a_cost_model_file(tmp_path: Path) -> None:
     path = tmp_path / "fit.json"
-    got = fit(_rows(TRUE, CAL), ranks=2, cache_bytes=CACHE)
+    got = fit(_rows(TRUE, CAL), ranks=2, cache_bytes=CACHE, own_overhead=("reduce_scatter",))
+    assert got.own_overhead and got.own_overhead[0][0] == "reduce_scatter"
     got.save(path)
     assert Fitted.load(path) == got
     cm = CostModel.load(path)  # what ANYWARE_COMM_COST_FILE / selection reads

@@ -124,6 +124,9 @@ class Fitted:
     """Seconds per reducing receive (fixed part)."""
     calibration: tuple[str, ...] = ()
     """``op:algo`` pairs the fit saw (the rest are held out)."""
+    own_overhead: tuple[tuple[str, float], ...] = ()
+    """(collective, seconds) for collectives fitted with their own call overhead: what their
+    API wrapper costs on top of ``call_overhead`` (≥ 0, as every fitted parameter)."""
 
     def __post_init__(self) -> None:
         if self.ranks < 1:
@@ -163,7 +166,8 @@ class Fitted:
     def predict(self, op: str, algo: str, sizes: np.ndarray) -> np.ndarray:
         from anyware.comm.simulate import simulate
 
-        return simulate(self.topology(), op, algo, np.asarray(sizes, dtype=np.float64))
+        t = simulate(self.topology(), op, algo, np.asarray(sizes, dtype=np.float64))
+        return t + dict(self.own_overhead).get(op, 0.0)
 
     def save(self, path: str | Path) -> None:
         """Write a cost-model file :meth:`~anyware.comm.select.CostModel.load` accepts (its
@@ -173,7 +177,11 @@ class Fitted:
         from anyware.comm.algorithms import Links
 
         links = Links(alpha_intra=self.alpha, beta_intra=self.beta, gamma=self.gamma)
-        fit = {**asdict(self), "calibration": list(self.calibration)}
+        fit = {
+            **asdict(self),
+            "calibration": list(self.calibration),
+            "own_overhead": [list(x) for x in self.own_overhead],
+        }
         atomic_write_json(path, {"links": asdict(links), "source": "fit", "fit": fit})
 
     @staticmethod
@@ -182,6 +190,7 @@ class Fitted:
         try:
             raw = json.loads(p.read_text())["fit"]
             raw["calibration"] = tuple(raw.get("calibration", ()))
+            raw["own_overhead"] = tuple((str(a), float(b)) for a, b in raw.get("own_overhead", ()))
             return Fitted(**raw)
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ValueError(
@@ -314,16 +323,20 @@ def fit(
             p = _l1(x, t, fixed)
             loss = float(np.abs(x @ p / t - 1).sum())
             if best is None or loss < best[0] - 1e-12:
-                best = (loss, cache, inner, p[: len(COLUMNS)])
+                best = (loss, cache, inner, p)
     assert best is not None
     _, cache, inner, p = best
+    ops = sorted(own_overhead)
+    present = [op for op in ops if any(r.op == op for r in rows)]
+    own = tuple((op, float(v)) for op, v in zip(present, p[len(COLUMNS) :], strict=False))
     names = tuple(sorted({f"{r.op}:{r.algo}" for r in rows}))
     return Fitted(
         ranks=ranks,
         cache_bytes=cache,
         inner_cache_bytes=inner,
         calibration=names + (("copy-sweep",) if sweeps else ()),
-        **{c: float(v) for c, v in zip(COLUMNS, p, strict=True)},
+        own_overhead=own,
+        **{c: float(v) for c, v in zip(COLUMNS, p[: len(COLUMNS)], strict=True)},
     )
 
 
