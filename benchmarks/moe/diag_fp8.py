@@ -17,7 +17,13 @@ power-of-two scales, weight scale layout) and against ``rowwise``; they patch
 ``OperandQuantizer`` in this process only, so both FP8 GEMMs (``Float8Linear`` and the grouped
 one) see the same change.
 
-    python benchmarks/moe/diag_fp8.py CKPT [--batches 4] [--json F]
+Last, ``--train`` variants continue the checkpoint for ``--train-steps`` steps on each of
+``--streams`` exactly as ``examples/moe/train.py --init-from`` does (same loop, bit-identical
+fp32 losses), so a variant's effect on the stable-end gap can be measured too (~35 s per
+variant and stream on 2 cpu cores; ``--train ""`` skips it).
+
+    python benchmarks/moe/diag_fp8.py CKPT [--batches 4] [--train V,...] [--train-steps 200]
+        [--streams 101,102,103] [--json F]
 """
 
 from __future__ import annotations
