@@ -107,12 +107,12 @@ def stable_end(
         flush=True,
     )
     print(f"{'run':<28}{'held-out':>10}{'gap':>10}{'÷ 0.25% bar':>14}", flush=True)
-    print(row("fp32 (stream 0)", base, 0.0), flush=True)
+    print(row(f"fp32 (stream {seeds[0]})", base, 0.0), flush=True)
     controls = {
         "fp32, one weight +1 ulp": ft("ulp", 1, "--data-seed", seeds[0], "--perturb-ulp")[0],
         "fp32, 2 ranks (reordered)": ft("2ranks", 2, "--data-seed", seeds[0])[0],
     }
-    controls.update({f"fp32, stream {k}": fp32[k] for k in range(1, orders)})
+    controls.update({f"fp32, stream {seeds[k]}": fp32[k] for k in range(1, orders)})
     for name, loss in controls.items():
         print(row(name, loss, gap(loss, base), "  (noise control)"), flush=True)
     out["controls"] = {n: gap(v, base) for n, v in controls.items()}
