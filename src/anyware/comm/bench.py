@@ -235,13 +235,19 @@ def worker(rank: int, world: int, port: int, out: Path, cfg: BenchConfig) -> Non
     os._exit(0)
 
 
-def run(
-    cfg: BenchConfig,
+def run_ranks(
+    module: str,
+    nproc: int,
+    args: list[str],
     out: Path,
+    timeout_s: float,
     progress: Callable[[int, int], None] | None = None,
-    timeout_s: float = 1800,
+    what: str = "comm bench",
 ) -> dict[str, Any]:
-    """Start the ranks, follow rank 0's progress, return its results."""
+    """Start ``python -m MODULE worker RANK NPROC PORT OUT *ARGS`` for every rank on a free
+    loopback port, follow rank 0's ``PROGRESS i n`` lines when ``progress`` is given, and return the JSON rank 0 wrote to
+    ``out``. A rank that fails is named with its exit status and the tail of its stderr; ranks
+    still running at the deadline or on any error are killed."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -251,34 +257,36 @@ def run(
             [
                 sys.executable,
                 "-m",
-                "anyware.comm.bench",
+                module,
                 "worker",
                 str(r),
-                str(cfg.nproc),
+                str(nproc),
                 str(port),
                 str(out),
-                json.dumps(asdict(cfg)),
+                *args,
             ],
             env=env,
-            stdout=subprocess.PIPE if r == 0 else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if r == 0 and progress is not None else subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
         )
-        for r in range(cfg.nproc)
+        for r in range(nproc)
     ]
     deadline = time.monotonic() + timeout_s
     try:
-        assert procs[0].stdout is not None
-        for line in procs[0].stdout:
+        for line in procs[0].stdout or ():
             if line.startswith("PROGRESS") and progress is not None:
                 _, i, n = line.split()
                 progress(int(i), int(n))
             if time.monotonic() > deadline:
-                raise TimeoutError(f"comm bench did not finish in {timeout_s:g} s")
+                raise TimeoutError(f"{what} did not finish in {timeout_s:g} s")
         errs = []
         for r, p in enumerate(procs):
-            p.wait(timeout=max(1.0, deadline - time.monotonic()))
+            try:
+                p.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise TimeoutError(f"{what} did not finish in {timeout_s:g} s") from None
             if p.returncode:
                 err = (p.stderr.read() if p.stderr else "")[-2000:]
                 errs.append(f"rank {r} exited with {p.returncode}: {err.strip()}")
@@ -290,6 +298,18 @@ def run(
                 p.kill()
                 p.wait()
     return dict(json.loads(out.read_text()))
+
+
+def run(
+    cfg: BenchConfig,
+    out: Path,
+    progress: Callable[[int, int], None] | None = None,
+    timeout_s: float = 1800,
+) -> dict[str, Any]:
+    """Start the ranks, follow rank 0's progress, return its results."""
+    return run_ranks(
+        "anyware.comm.bench", cfg.nproc, [json.dumps(asdict(cfg))], out, timeout_s, progress
+    )
 
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "worker":

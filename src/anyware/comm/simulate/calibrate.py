@@ -24,14 +24,13 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from anyware.comm.bench import run_ranks
 from anyware.comm.schedule import Buf, Builder, Schedule, Span
 
 SWEEP_COPIES = (1, 2, 4, 8)
@@ -213,42 +212,14 @@ def measure(
     result is also written to ``out`` (``results``, ``copy_sweep``, ``cost_models``,
     ``calibration_large`` — the layout ``bench_simulate.py --from`` reads)."""
     task = {"rows": [list(r) for r in rows], "sweep_sizes": list(sweep_sizes), "large": large}
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    args = [sys.executable, "-m", "anyware.comm.simulate.calibrate", "worker"]
-    procs = [
-        subprocess.Popen(
-            [*args, str(r), "2", str(port), str(out), json.dumps(task)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        for r in range(2)
-    ]
-    try:
-        errs = []
-        deadline = time.monotonic() + timeout_s
-        for r, p in enumerate(procs):
-            try:
-                p.wait(timeout=max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                raise TimeoutError(f"the measurement did not finish in {timeout_s:g} s") from None
-            if p.returncode:
-                err = (p.stderr.read() if p.stderr else "")[-2000:]
-                errs.append(f"rank {r} exited with {p.returncode}: {err.strip()}")
-        if errs:
-            raise RuntimeError("; ".join(errs))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    data: dict[str, Any] = json.loads(out.read_text())
-    return data
+    return run_ranks(
+        "anyware.comm.simulate.calibrate",
+        2,
+        [json.dumps(task)],
+        out,
+        timeout_s,
+        what="the measurement",
+    )
 
 
 def copy_sweep(
