@@ -128,12 +128,11 @@ def _timed(fn: Callable[[], None], k: int) -> float:
     return time.perf_counter() - t0
 
 
-def worker(rank: int, world: int, port: int, out: Path, cfg: BenchConfig) -> None:
+def join_loopback(rank: int, world: int, port: int) -> None:
+    """Join a gloo group on the loopback port :func:`run_ranks` chose, one torch thread per
+    rank (two ranks share two cores here)."""
     import torch
     import torch.distributed as dist
-
-    from anyware import comm
-    from anyware.comm.algorithms import REGISTRY, Collective
 
     torch.set_num_threads(1)
     dist.init_process_group(
@@ -143,6 +142,16 @@ def worker(rank: int, world: int, port: int, out: Path, cfg: BenchConfig) -> Non
         world_size=world,
         timeout=datetime.timedelta(seconds=120),
     )
+
+
+def worker(rank: int, world: int, port: int, out: Path, cfg: BenchConfig) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from anyware import comm
+    from anyware.comm.algorithms import REGISTRY, Collective
+
+    join_loopback(rank, world, port)
     groups: dict[str, Any] = {}
     models: dict[str, Any] = {}
     for t in cfg.transports:

@@ -21,7 +21,6 @@ interleaved (``anyware comm bench`` does that for its ratio; the simulator needs
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import sys
@@ -30,7 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from anyware.comm.bench import run_ranks
+from anyware.comm.bench import join_loopback, run_ranks
 from anyware.comm.schedule import Buf, Builder, Schedule, Span
 
 SWEEP_COPIES = (1, 2, 4, 8)
@@ -117,14 +116,7 @@ def _worker(rank: int, world: int, port: int, out: Path, task: dict[str, Any]) -
     from anyware.comm.reduce_ops import ReduceOp
     from anyware.comm.transports.base import Header, dtype_code
 
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world,
-        timeout=datetime.timedelta(seconds=120),
-    )
+    join_loopback(rank, world, port)
     sweep: dict[str, list[dict[str, float]]] = {}
     rows: list[dict[str, Any]] = []
     models: dict[str, Any] = {}
