@@ -149,28 +149,24 @@ def collect(path: Path, *, order: int = 0) -> RankTrace:
             args = ev.get("args")
             if not isinstance(args, dict):
                 args = {}
-            if cat in _HOST_CATS:
+            if cat in _ANNOTATION_CATS:
+                m = _STEP.match(name)
+                if m:
+                    rt.steps.append((int(m.group(1)), float(ts), float(dur)))
+                    continue
+                keep = span_kept.get(name) if cat == "user_annotation" else False
+                if keep is None:
+                    keep = span_kept[name] = host_span_bucket(name) is not None
+                if not keep:
+                    continue
+                # a collective's or a wait's span: one more host "operator", below
+            if cat in _HOST_CATS or cat in _ANNOTATION_CATS:
                 host.ts.append(ts)
                 host.dur.append(dur)
                 host.name.append(intern(name))
                 host.tid.append(_int(ev.get("tid")))
                 host.key.append(_int(args.get("External id")))
                 host.ext.append(0)
-            elif cat in _ANNOTATION_CATS:
-                m = _STEP.match(name)
-                if m:
-                    rt.steps.append((int(m.group(1)), float(ts), float(dur)))
-                elif cat == "user_annotation":
-                    keep = span_kept.get(name)
-                    if keep is None:
-                        keep = span_kept[name] = host_span_bucket(name) is not None
-                    if keep:  # a collective's or a wait's span: one more host "operator"
-                        host.ts.append(ts)
-                        host.dur.append(dur)
-                        host.name.append(intern(name))
-                        host.tid.append(_int(ev.get("tid")))
-                        host.key.append(_int(args.get("External id")))
-                        host.ext.append(0)
             elif cat == "python_function":
                 py.ts.append(ts)
                 py.dur.append(dur)
